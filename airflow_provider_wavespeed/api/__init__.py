@@ -1,0 +1,1 @@
+"""The WaveSpeed API core: HTTP, JSON and WaveSpeed, no Airflow."""

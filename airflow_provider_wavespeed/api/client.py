@@ -1,0 +1,278 @@
+"""Sync and async WaveSpeed clients: thin senders over the shared protocol and retry policy."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from airflow_provider_wavespeed import __version__
+from airflow_provider_wavespeed.api import protocol
+from airflow_provider_wavespeed.api.errors import (
+    WaveSpeedConfigError,
+    WaveSpeedConnectionError,
+    WaveSpeedRateLimitError,
+    WaveSpeedServerError,
+    WaveSpeedSubmitAmbiguousError,
+)
+from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.wavespeed.ai"
+CLIENT_NAME = "airflow-provider-wavespeed"
+# How far before a lost submit we look in history: covers clock skew between us and the API.
+SUBMIT_LOOKBACK_SECONDS = 120.0
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_base_url(value: str | None) -> str:
+    """``https://api.wavespeed.ai`` from a host, a URL, or a URL with ``/api/v3`` pasted on."""
+    raw = (value or "").strip()
+    if not raw:
+        return DEFAULT_BASE_URL
+    if "://" not in raw:
+        host = raw.split("/", 1)[0].split(":", 1)[0]
+        raw = ("http://" if is_loopback_host(host) else "https://") + raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WaveSpeedConfigError(
+            f"base URL must look like https://api.wavespeed.ai, got {value!r} (set it in the connection's host)"
+        )
+    if parts.username or parts.password:
+        raise WaveSpeedConfigError("base URL must not carry credentials; put the API key in the password field")
+    path = parts.path.rstrip("/")
+    if path.endswith(protocol.API_PREFIX):
+        path = path[: -len(protocol.API_PREFIX)]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything a client needs. The key is kept out of ``repr``; it is only ever put in a header."""
+
+    api_key: str = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.api_key, str) or not self.api_key.strip():
+            raise WaveSpeedConfigError(
+                "the WaveSpeed API key is missing or empty: put it in the connection's password field"
+            )
+        base = normalize_base_url(self.base_url)
+        object.__setattr__(self, "base_url", base)
+        parts = urlsplit(base)
+        if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
+            raise WaveSpeedConfigError(
+                f"refusing to send the API key over plain http to {parts.hostname}: use an https:// base URL "
+                "(plain http is only allowed to a loopback host such as the emulator)"
+            )
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.api_key.strip()}",
+            "X-Client-Name": CLIENT_NAME,
+            "X-Client-Version": __version__,
+        }
+
+    def http_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, connect=self.connect_timeout)
+
+
+def _connection_error(exc: httpx.HTTPError, path: str) -> WaveSpeedConnectionError:
+    not_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    reason = type(exc).__name__
+    return WaveSpeedConnectionError(
+        f"no reply from the WaveSpeed API ({reason}: {exc})", path=path, request_sent=not not_sent
+    )
+
+
+def _iso_utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class WaveSpeedClient:
+    """Blocking client. One ``httpx.Client`` (connection pool); the key is sent per API request only,
+    so the same pool can download outputs from the CDN without ever sending the key there."""
+
+    def __init__(self, settings: ClientSettings, http: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.http = http or httpx.Client(timeout=settings.http_timeout(), follow_redirects=True)
+        self._submitted_ids: set[str] = set()
+
+    def __enter__(self) -> WaveSpeedClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def send(self, request: protocol.ApiRequest) -> Any:
+        """One attempt, no retry."""
+        try:
+            reply = self.http.request(
+                request.method,
+                self.settings.url(request.path),
+                json=request.json,
+                params=dict(request.params) or None,
+                headers=self.settings.headers(),
+            )
+        except httpx.HTTPError as exc:
+            raise _connection_error(exc, request.path) from exc
+        return protocol.parse_reply(request, reply.status_code, reply.headers, reply.content)
+
+    def call(self, request: protocol.ApiRequest) -> Any:
+        """Send, retrying per the policy when the request is retry-safe."""
+        if not request.retry_safe:
+            return self.send(request)
+        return self.settings.retry.retrying()(self.send, request)
+
+    def get_prediction(self, prediction_id: str) -> Prediction:
+        return Prediction.from_api(self.call(protocol.get_result(prediction_id)) or {})
+
+    def get_balance(self) -> float:
+        data = self.call(protocol.get_balance()) or {}
+        return float(data.get("balance", 0.0))
+
+    def list_models(self) -> list[dict[str, Any]]:
+        data = self.call(protocol.list_models())
+        items = data.get("items", []) if isinstance(data, dict) else data
+        return [m for m in items or [] if isinstance(m, dict)]
+
+    def list_predictions(self, **filters: Any) -> list[Prediction]:
+        data = self.call(protocol.list_predictions(**filters)) or {}
+        return [Prediction.from_api(item) for item in data.get("items") or [] if isinstance(item, dict)]
+
+    def delete_predictions(self, ids: Iterable[str]) -> int:
+        data = self.call(protocol.delete_predictions(list(ids))) or {}
+        return int(data.get("deleted_count", 0))
+
+    def submit_prediction(
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        webhook: str | None = None,
+        claimed_ids: Iterable[str] = (),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Prediction:
+        """Submit once, billed once.
+
+        A rejected submit (429) is retried after backoff. An ambiguous one (no reply, 5xx) is never
+        blindly repeated: history is searched for a prediction of this model created since just
+        before the attempt. One unclaimed match is adopted; none means nothing was created and it is
+        safe to submit again; several raise :class:`WaveSpeedSubmitAmbiguousError` with their ids.
+        """
+        request = protocol.submit(model, inputs, webhook=webhook)
+        policy = self.settings.retry
+        claimed = set(claimed_ids) | self._submitted_ids
+        last_error: Exception | None = None
+        for attempt in range(1, policy.max_attempts + 1):
+            started = time.time()
+            try:
+                prediction = Prediction.from_api(self.send(request) or {})
+            except WaveSpeedRateLimitError as exc:
+                last_error = exc
+                log.warning("Submit to %s was rate limited (nothing was created): %s", model, exc)
+            except (WaveSpeedServerError, WaveSpeedConnectionError) as exc:
+                last_error = exc
+                if isinstance(exc, WaveSpeedConnectionError) and not exc.request_sent:
+                    log.warning("Submit to %s never reached the API (nothing was created): %s", model, exc)
+                else:
+                    log.warning("Submit to %s got no clear answer (%s); checking history", model, exc)
+                    sleep(policy.next_wait(attempt, exc))
+                    adopted = self._find_submitted(model, inputs, since=started, claimed=claimed)
+                    if adopted is not None:
+                        log.warning("Adopted prediction %s: it was created by the unanswered submit", adopted.id)
+                        self._submitted_ids.add(adopted.id)
+                        return adopted
+                    log.warning("History shows no prediction from that submit: safe to submit again")
+                    continue
+            else:
+                if not prediction.id:
+                    raise WaveSpeedServerError(200, "submit reply has no data.id", path=request.path)
+                self._submitted_ids.add(prediction.id)
+                return prediction
+            if attempt < policy.max_attempts:
+                sleep(policy.next_wait(attempt, last_error))
+        assert last_error is not None
+        raise last_error
+
+    def _find_submitted(
+        self, model: str, inputs: Mapping[str, Any], *, since: float, claimed: set[str]
+    ) -> Prediction | None:
+        items = self.list_predictions(model=model, created_after=_iso_utc(since - SUBMIT_LOOKBACK_SECONDS))
+        candidates = [p for p in items if p.model in ("", model) and p.id not in claimed]
+        with_inputs = [p for p in candidates if p.raw.get("input") == dict(inputs)]
+        if with_inputs:
+            candidates = with_inputs
+        if len(candidates) > 1:
+            ids = [p.id for p in candidates]
+            raise WaveSpeedSubmitAmbiguousError(
+                model,
+                f"A submit to {model} got no reply and history shows {len(ids)} possible predictions from it: "
+                f"{', '.join(ids)}. Not submitting again to avoid paying twice; check which one is yours, "
+                "then pass its id to the sensor (or delete the extras).",
+                ids,
+            )
+        return candidates[0] if candidates else None
+
+
+class AsyncWaveSpeedClient:
+    """Non-blocking client for triggers: read calls only (a trigger never submits)."""
+
+    def __init__(self, settings: ClientSettings, http: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.http = http or httpx.AsyncClient(timeout=settings.http_timeout(), follow_redirects=True)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def send(self, request: protocol.ApiRequest) -> Any:
+        try:
+            reply = await self.http.request(
+                request.method,
+                self.settings.url(request.path),
+                json=request.json,
+                params=dict(request.params) or None,
+                headers=self.settings.headers(),
+            )
+        except httpx.HTTPError as exc:
+            raise _connection_error(exc, request.path) from exc
+        return protocol.parse_reply(request, reply.status_code, reply.headers, reply.content)
+
+    async def call(self, request: protocol.ApiRequest) -> Any:
+        if not request.retry_safe:
+            return await self.send(request)
+        return await self.settings.retry.async_retrying()(self.send, request)
+
+    async def get_prediction(self, prediction_id: str) -> Prediction:
+        return Prediction.from_api(await self.call(protocol.get_result(prediction_id)) or {})
+
+    async def get_balance(self) -> float:
+        data = await self.call(protocol.get_balance()) or {}
+        return float(data.get("balance", 0.0))

@@ -1,0 +1,278 @@
+"""Handlers of the authenticated ``/api/v3`` endpoints (routing, auth and faults live in ``app.py``)."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+from typing import Any
+from urllib.parse import quote
+
+from airflow_provider_wavespeed.emulator.config import OUTCOMES
+from airflow_provider_wavespeed.emulator.context import AppContext
+from airflow_provider_wavespeed.emulator.models import (
+    InputError,
+    catalogue_json,
+    get_model,
+    media_problem,
+    validate_inputs,
+)
+from airflow_provider_wavespeed.emulator.multipart import (
+    MultipartError,
+    boundary_from_content_type,
+    parse_multipart_file,
+)
+from airflow_provider_wavespeed.emulator.state import (
+    MAX_PAGE_SIZE,
+    MEDIA_FAILURE_CODE,
+    STATUSES,
+    HistoryQuery,
+    UploadRecord,
+    parse_timestamp,
+)
+from airflow_provider_wavespeed.emulator.wire import Request, Response, dropped, error, ok
+
+#: Prompt markers that force a terminal outcome, e.g. "a cat [emulator:failed]".
+PROMPT_MAGIC = {f"[emulator:{outcome}]": outcome for outcome in OUTCOMES}
+
+
+class BadRequest(ValueError):
+    """Answer 400 with this message."""
+
+
+def parse_json_object(request: Request, *, empty_ok: bool = True) -> dict[str, Any]:
+    if not request.body.strip():
+        if empty_ok:
+            return {}
+        raise BadRequest("Invalid JSON body: the request body is empty")
+    try:
+        value = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"Invalid JSON body: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("Invalid JSON body: expected a JSON object")
+    return value
+
+
+def choose_outcome(ctx: AppContext, inputs: dict[str, Any]) -> str:
+    """Prompt magic first; otherwise pop ``next_outcomes``; otherwise ``completed``."""
+    prompt = inputs.get("prompt")
+    if isinstance(prompt, str):
+        for marker, outcome in PROMPT_MAGIC.items():
+            if marker in prompt:
+                return outcome
+    if ctx.config.next_outcomes:
+        outcome = ctx.config.next_outcomes.pop(0)
+        if outcome not in OUTCOMES:
+            raise ValueError(f"next_outcomes holds an unknown outcome {outcome!r}; use one of {OUTCOMES}")
+        return outcome
+    return "completed"
+
+
+def submit(ctx: AppContext, request: Request, model_id: str) -> Response:
+    spec = get_model(model_id)
+    if spec is None:
+        return error(404, f"model not found: {model_id}")
+    try:
+        inputs = validate_inputs(spec, parse_json_object(request))
+    except (InputError, BadRequest) as exc:
+        return error(400, str(exc))
+    outcome = choose_outcome(ctx, inputs)
+    bad_media = media_problem(spec, inputs)
+    failure = None
+    if bad_media is not None:
+        failure = (MEDIA_FAILURE_CODE, f"Failed to download {bad_media} from the provided URL.")
+    webhook = request.query.get("webhook", [None])[-1]
+    record = ctx.state.create_prediction(
+        model=spec.model_id,
+        inputs=inputs,
+        queue_seconds=ctx.config.queue_seconds,
+        run_seconds=ctx.config.run_seconds_for(spec.model_id),
+        outcome=outcome,
+        output_kind=spec.output_kind,
+        output_count=spec.output_count(inputs),
+        output_size=ctx.config.output_size_for(spec.model_id),
+        error=failure,
+        webhook=webhook,
+    )
+    ctx.config.balance = round(ctx.config.balance - spec.base_price, 6)
+    ctx.stats.count_accepted_submit(spec.model_id)
+    if ctx.config.lose_submit_replies > 0:
+        ctx.config.lose_submit_replies -= 1
+        ctx.stats.lost_submit_replies += 1
+        return dropped()
+    return ok(record.to_api(ctx.base_url, ctx.state.now()))
+
+
+def get_prediction(ctx: AppContext, prediction_id: str) -> Response:
+    record = ctx.state.get(prediction_id)
+    if record is None:
+        return error(404, f"prediction not found: {prediction_id}")
+    return ok(record.to_api(ctx.base_url, ctx.state.now()))
+
+
+def _int_field(body: dict[str, Any], name: str, default: int, minimum: int) -> int:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise BadRequest(f"Invalid parameter '{name}': must be an integer >= {minimum}")
+    return value
+
+
+def _optional_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"Invalid parameter '{name}': expected string")
+    return value
+
+
+def _time_field(body: dict[str, Any], name: str) -> int | None:
+    text = _optional_str(body, name)
+    if text is None:
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise BadRequest(f"Invalid parameter '{name}': must be an ISO 8601 timestamp") from None
+
+
+def history(ctx: AppContext, request: Request) -> Response:
+    try:
+        body = parse_json_object(request)
+        query = HistoryQuery(
+            page=_int_field(body, "page", 1, 1),
+            page_size=min(_int_field(body, "page_size", MAX_PAGE_SIZE, 1), MAX_PAGE_SIZE),
+            model=_optional_str(body, "model"),
+            status=_optional_str(body, "status"),
+            created_after_ns=_time_field(body, "created_after"),
+            created_before_ns=_time_field(body, "created_before"),
+        )
+        if query.status is not None and query.status not in STATUSES:
+            raise BadRequest(f"Invalid parameter 'status': must be one of {', '.join(STATUSES)}")
+    except BadRequest as exc:
+        return error(400, str(exc))
+    total, records = ctx.state.history(query)
+    now = ctx.state.now()
+    return ok(
+        {
+            "page": query.page,
+            "page_size": query.page_size,
+            "total": total,
+            "items": [r.to_api(ctx.base_url, now) for r in records],
+        }
+    )
+
+
+def delete_predictions(ctx: AppContext, request: Request) -> Response:
+    try:
+        body = parse_json_object(request, empty_ok=False)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    ids = body.get("ids")
+    if ids is None:
+        return error(400, "Missing required parameter: ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return error(400, "Invalid parameter 'ids': must be an array of strings")
+    count = ctx.state.delete(ids)
+    ctx.stats.predictions_deleted += count
+    return ok({"deleted_count": count})
+
+
+def delete_one(ctx: AppContext, prediction_id: str) -> Response:
+    """Legacy ``DELETE /api/v3/predictions/{id}``."""
+    if ctx.state.get(prediction_id) is None:
+        return error(404, f"prediction not found: {prediction_id}")
+    ctx.stats.predictions_deleted += ctx.state.delete([prediction_id])
+    return ok({"id": prediction_id, "status": "deleted"})
+
+
+def balance(ctx: AppContext) -> Response:
+    return ok({"balance": ctx.config.balance})
+
+
+def models(ctx: AppContext) -> Response:
+    status = ctx.config.models_endpoint_status
+    if status != 200:
+        return error(status, "model catalogue temporarily unavailable")
+    return ok(catalogue_json())
+
+
+def media_type_for(content_type: str) -> str:
+    major = content_type.split("/", 1)[0].strip().lower()
+    return major if major in ("image", "video", "audio") else "file"
+
+
+def _guess_type(filename: str) -> str:
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+def _upload_urls(ctx: AppContext, record: UploadRecord) -> dict[str, Any]:
+    return {
+        "type": record.media_type,
+        "download_url": f"{ctx.base_url}/media/uploads/{record.token}/{quote(record.filename)}",
+        "filename": record.filename,
+        "size": record.length if record.complete else record.declared_size,
+    }
+
+
+def _clean_filename(value: str) -> str:
+    return os.path.basename(value.replace("\\", "/")).strip()
+
+
+def upload_ticket(ctx: AppContext, request: Request) -> Response:
+    if not ctx.config.upload_ticket_supported:
+        return error(404, f"not found: {request.path}")
+    try:
+        body = parse_json_object(request, empty_ok=False)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    filename = body.get("filename")
+    if filename is None or filename == "":
+        return error(400, "Missing required parameter: filename")
+    if not isinstance(filename, str) or not _clean_filename(filename):
+        return error(400, "Invalid parameter 'filename': must be a non-empty file name")
+    size = body.get("size")
+    if size is None:
+        return error(400, "Missing required parameter: size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return error(400, "Invalid parameter 'size': must be an integer >= 0")
+    content_type = body.get("content_type")
+    if content_type is not None and not isinstance(content_type, str):
+        return error(400, "Invalid parameter 'content_type': expected string")
+    name = _clean_filename(filename)
+    content_type = content_type or _guess_type(name)
+    record = ctx.state.create_upload(name, content_type, media_type_for(content_type), size)
+    data = _upload_urls(ctx, record)
+    data["upload"] = {
+        "method": "PUT",
+        "url": f"{ctx.base_url}/_uploads/{record.token}",
+        "headers": {"Content-Type": content_type},
+    }
+    return ok(data)
+
+
+def upload_binary(ctx: AppContext, request: Request) -> Response:
+    """Legacy ``POST /api/v3/media/upload/binary`` (multipart/form-data, field ``file``)."""
+    spooled = request.body_file
+    if spooled is None:
+        return error(400, "Missing required parameter: file")
+    try:
+        boundary = boundary_from_content_type(request.header("content-type"))
+        parts = parse_multipart_file(spooled.path, boundary)
+    except MultipartError as exc:
+        return error(400, f"Invalid multipart body: {exc}")
+    part = next((p for p in parts if p.name == "file" and p.filename is not None), None)
+    part = part or next((p for p in parts if p.name == "file"), None)
+    if part is None:
+        return error(400, "Missing required parameter: file")
+    name = _clean_filename(part.filename or "") or "upload.bin"
+    content_type = part.content_type or _guess_type(name)
+    record = ctx.state.create_upload(name, content_type, media_type_for(content_type), part.length)
+    target = ctx.upload_path(record.token)
+    os.replace(spooled.path, target)
+    ctx.state.complete_upload(record.token, target, part.offset, part.length)
+    ctx.stats.uploads += 1
+    return ok(_upload_urls(ctx, record))

@@ -1,0 +1,161 @@
+"""The emulator's switches: one mutable dataclass, changeable at runtime in-process or over HTTP."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_API_KEY = "ws-emulator-key"
+
+#: Terminal outcomes a test can ask for. ``nsfw`` means "completed, every output flagged NSFW".
+OUTCOMES: tuple[str, ...] = ("completed", "failed", "cancelled", "timeout", "nsfw")
+
+
+class ConfigError(ValueError):
+    """A switch update names an unknown switch or carries a value of the wrong type or range."""
+
+
+@dataclass
+class EmulatorConfig:
+    """Every behaviour switch of the emulator.
+
+    The running emulator reads these fields on every request, so assigning a field (in-process) or
+    ``POST /_emulator/config`` (out-of-process) takes effect immediately. Queue/run times and output
+    sizes are captured when a prediction is submitted, so changing them affects new predictions only.
+    """
+
+    api_key: str = DEFAULT_API_KEY
+    #: Seconds a prediction stays ``created``.
+    queue_seconds: float = 0.2
+    #: Seconds a prediction stays ``processing`` after the queue phase.
+    run_seconds: float = 1.0
+    #: Per-model override of ``run_seconds`` (model id -> seconds).
+    model_run_seconds: dict[str, float] = field(default_factory=dict)
+    #: Size in bytes of every output file (clamped up to the smallest valid file of its kind).
+    output_size: int = 64 * 1024
+    #: Per-model override of ``output_size`` (model id -> bytes).
+    model_output_size: dict[str, int] = field(default_factory=dict)
+    #: Delay added before every ``/api/v3`` response.
+    latency_seconds: float = 0.0
+    #: The next N ``/api/v3`` requests get HTTP 429 (counted down).
+    rate_limit_next: int = 0
+    #: Value of the ``Retry-After`` header on emulated 429 responses.
+    rate_limit_retry_after: int = 1
+    #: 0 = off; otherwise every Nth ``/api/v3`` request (counted from when the value was set) gets 503.
+    fail_every_nth: int = 0
+    #: The next N accepted submits create and bill the prediction, then drop the connection unanswered.
+    lose_submit_replies: int = 0
+    #: The next N output GETs send full headers and then close after ``cut_after_bytes`` body bytes.
+    cut_downloads: int = 0
+    cut_after_bytes: int = 1024
+    #: Honour ``Range`` requests on outputs and uploads (206). False: always 200 with the full body.
+    range_support: bool = True
+    #: Terminal outcomes for the next submits, popped in order (see ``OUTCOMES``).
+    next_outcomes: list[str] = field(default_factory=list)
+    #: Account balance in USD; every accepted submit subtracts the model's price.
+    balance: float = 100.0
+    #: HTTP status of ``GET /api/v3/models`` (anything but 200 answers with an error envelope).
+    models_endpoint_status: int = 200
+    #: False: ``POST /api/v3/media/uploads`` answers 404 so clients fall back to the legacy upload.
+    upload_ticket_supported: bool = True
+
+    def run_seconds_for(self, model_id: str) -> float:
+        return float(self.model_run_seconds.get(model_id, self.run_seconds))
+
+    def output_size_for(self, model_id: str) -> int:
+        return int(self.model_output_size.get(model_id, self.output_size))
+
+    def copy(self) -> EmulatorConfig:
+        return copy.deepcopy(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def restore_from(self, other: EmulatorConfig) -> None:
+        """Overwrite every field in place (so references to this object stay valid)."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, copy.deepcopy(getattr(other, f.name)))
+
+
+_FLOAT_FIELDS = {"queue_seconds", "run_seconds", "latency_seconds", "balance"}
+_COUNT_FIELDS = {
+    "output_size",
+    "rate_limit_next",
+    "rate_limit_retry_after",
+    "fail_every_nth",
+    "lose_submit_replies",
+    "cut_downloads",
+    "cut_after_bytes",
+}
+_BOOL_FIELDS = {"range_support", "upload_ticket_supported"}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _coerce(name: str, value: object) -> object:
+    """Validate one switch value and return it in its canonical Python type."""
+    if name == "api_key":
+        if not isinstance(value, str) or not value:
+            raise ConfigError("Invalid switch 'api_key': must be a non-empty string")
+        return value
+    if name in _FLOAT_FIELDS:
+        if not _is_number(value):
+            raise ConfigError(f"Invalid switch '{name}': must be a number")
+        assert isinstance(value, int | float)
+        if name != "balance" and value < 0:
+            raise ConfigError(f"Invalid switch '{name}': must be >= 0")
+        return float(value)
+    if name in _COUNT_FIELDS:
+        if not _is_int(value):
+            raise ConfigError(f"Invalid switch '{name}': must be an integer")
+        assert isinstance(value, int)
+        if value < 0:
+            raise ConfigError(f"Invalid switch '{name}': must be >= 0")
+        return value
+    if name in _BOOL_FIELDS:
+        if not isinstance(value, bool):
+            raise ConfigError(f"Invalid switch '{name}': must be a boolean")
+        return value
+    if name == "models_endpoint_status":
+        if not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599:
+            raise ConfigError("Invalid switch 'models_endpoint_status': must be an HTTP status (100-599)")
+        return value
+    if name == "next_outcomes":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v in OUTCOMES for v in value):
+            raise ConfigError(f"Invalid switch 'next_outcomes': must be a list of {', '.join(OUTCOMES)}")
+        return list(value)
+    if name in ("model_run_seconds", "model_output_size"):
+        check = _is_number if name == "model_run_seconds" else _is_int
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and check(v) and v >= 0 for k, v in value.items()
+        ):
+            raise ConfigError(f"Invalid switch '{name}': must map model ids to non-negative numbers")
+        if name == "model_run_seconds":
+            return {k: float(v) for k, v in value.items()}
+        return {k: int(v) for k, v in value.items()}
+    raise ConfigError(f"Unknown switch: {name}")
+
+
+def apply_config_updates(config: EmulatorConfig, updates: Mapping[str, object]) -> list[str]:
+    """Validate every update first, then apply them all; returns the names of the switches set.
+
+    Raises ``ConfigError`` (and changes nothing) if any key is unknown or any value is invalid.
+    """
+    known = {f.name for f in dataclasses.fields(config)}
+    coerced: dict[str, object] = {}
+    for name, value in updates.items():
+        if name not in known:
+            raise ConfigError(f"Unknown switch: {name}")
+        coerced[name] = _coerce(name, value)
+    for name, value in coerced.items():
+        setattr(config, name, value)
+    return sorted(coerced)

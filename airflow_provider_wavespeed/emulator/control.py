@@ -1,0 +1,47 @@
+"""``/_emulator/*``: unauthenticated control endpoints for out-of-process use (CLI emulator)."""
+
+from __future__ import annotations
+
+from airflow_provider_wavespeed.emulator.api import BadRequest, parse_json_object
+from airflow_provider_wavespeed.emulator.config import ConfigError, apply_config_updates
+from airflow_provider_wavespeed.emulator.context import AppContext
+from airflow_provider_wavespeed.emulator.wire import Request, Response, error, ok
+
+
+def handle_control(ctx: AppContext, request: Request) -> Response:
+    action = request.path[len("/_emulator/") :].strip("/")
+    method = request.method
+    if action == "stats" and method == "GET":
+        data = ctx.stats.to_json()
+        data["balance"] = ctx.config.balance
+        data["predictions"] = len(ctx.state.predictions)
+        return ok(data)
+    if action == "config" and method == "GET":
+        return ok(ctx.config.to_json())
+    if action == "config" and method == "POST":
+        try:
+            apply_config_updates(ctx.config, parse_json_object(request, empty_ok=False))
+        except (BadRequest, ConfigError) as exc:
+            return error(400, str(exc))
+        return ok(ctx.config.to_json())
+    if action == "reset" and method == "POST":
+        ctx.reset()
+        return ok({"reset": True})
+    if action == "predictions" and method == "GET":
+        now = ctx.state.now()
+        return ok(
+            {
+                r.id: {
+                    "model": r.model,
+                    "inputs": r.inputs,
+                    "created_at": r.created_at,
+                    "outcome": r.outcome,
+                    "status": r.status(now),
+                    "webhook": r.webhook,
+                }
+                for r in ctx.state.predictions.values()
+            }
+        )
+    if action in ("stats", "config", "reset", "predictions"):
+        return error(405, f"method not allowed: {method} {request.path}")
+    return error(404, f"not found: {request.path}")

@@ -1,0 +1,281 @@
+"""Predictions, time-based status, history, deletion and upload bookkeeping. Pure logic, no I/O.
+
+Status is a pure function of the time since submit: ``created`` for ``queue_seconds``, then
+``processing`` for ``run_seconds``, then the terminal outcome chosen at submit time.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow_provider_wavespeed.emulator.media import output_file_size
+
+TERMINAL_FAILURES = ("failed", "cancelled", "timeout")
+STATUSES = ("created", "processing", "completed", "failed", "cancelled", "timeout", "deleted")
+HISTORY_WINDOW_NS = 7 * 24 * 3600 * 1_000_000_000
+MAX_PAGE_SIZE = 100
+EXTENSIONS = {"mp4": "mp4", "png": "png"}
+
+#: outcome -> (business code, error text) reported once the prediction is terminal.
+FAILURE_DETAILS: dict[str, tuple[int, str]] = {
+    "failed": (1403, "Task Execution Failed: the emulator was asked to fail this prediction."),
+    "cancelled": (1405, "Task Failed: the prediction was cancelled."),
+    "timeout": (5004, "Timeout: the prediction exceeded its time limit."),
+}
+MEDIA_FAILURE_CODE = 1402
+
+
+def format_timestamp(ns: int) -> str:
+    """``2025-09-25T09:12:48.239112031Z`` (UTC, nanoseconds, like the real API)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+_ISO_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9})\d*)?)?)?"
+    r"\s*(Z|z|[+-]\d{2}:?\d{2})?"
+)
+
+
+def parse_timestamp(text: str) -> int:
+    """ISO 8601 -> epoch nanoseconds (naive times are UTC). Raises ValueError."""
+    match = _ISO_RE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(text)
+    year, month, day, hour, minute, second, frac, tz = match.groups()
+    moment = datetime(
+        int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), tzinfo=UTC
+    )
+    ns = int(moment.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    if tz and tz not in ("Z", "z"):
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        ns -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * 1_000_000_000
+    return ns
+
+
+@dataclass
+class PredictionRecord:
+    """One submitted prediction; its status is derived from the clock, never stored."""
+
+    id: str
+    model: str
+    inputs: dict[str, Any]
+    created_ns: int  # wall clock, for created_at and history filters
+    created_monotonic: float  # for status progression
+    queue_seconds: float
+    run_seconds: float
+    #: completed | failed | cancelled | timeout | nsfw
+    outcome: str
+    output_kind: str
+    output_count: int
+    output_size: int  # the real byte size of each output
+    error_code: int = 0
+    error_message: str = ""
+    webhook: str | None = None
+    deleted: bool = False
+
+    @property
+    def created_at(self) -> str:
+        return format_timestamp(self.created_ns)
+
+    def status(self, now: float) -> str:
+        if self.deleted:
+            return "deleted"
+        elapsed = now - self.created_monotonic
+        if elapsed < self.queue_seconds:
+            return "created"
+        if elapsed < self.queue_seconds + self.run_seconds:
+            return "processing"
+        return "completed" if self.outcome in ("completed", "nsfw") else self.outcome
+
+    def output_path(self, index: int) -> str:
+        return f"/media/outputs/{self.id}/{index}.{EXTENSIONS[self.output_kind]}"
+
+    def to_api(self, base_url: str, now: float) -> dict[str, Any]:
+        """The prediction object exactly as the API reports it."""
+        status = self.status(now)
+        completed = status == "completed"
+        failed = status in TERMINAL_FAILURES
+        finished = completed or failed
+        elapsed_ms = round(self.run_seconds * 1000) if finished else 0
+        outputs = [base_url + self.output_path(i) for i in range(self.output_count)] if completed else []
+        return {
+            "id": self.id,
+            "model": self.model,
+            "outputs": outputs,
+            "urls": {"get": f"{base_url}/api/v3/predictions/{self.id}/result"},
+            "has_nsfw_contents": [self.outcome == "nsfw"] * self.output_count if completed else [],
+            "status": status,
+            "created_at": self.created_at,
+            "error": self.error_message if failed else "",
+            "code": self.error_code if failed else 0,
+            "executionTime": elapsed_ms,
+            "timings": {"inference": elapsed_ms},
+        }
+
+
+@dataclass
+class UploadRecord:
+    """A media upload: a ticket waiting for its PUT, or stored bytes (``path`` + range)."""
+
+    token: str
+    filename: str
+    content_type: str
+    media_type: str  # image | video | audio | file
+    declared_size: int
+    path: str | None = None
+    offset: int = 0
+    length: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.path is not None
+
+
+@dataclass
+class HistoryQuery:
+    page: int = 1
+    page_size: int = MAX_PAGE_SIZE
+    model: str | None = None
+    status: str | None = None
+    created_after_ns: int | None = None
+    created_before_ns: int | None = None
+
+
+@dataclass
+class EmulatorState:
+    """All mutable emulator data except the switches and the counters."""
+
+    clock: Callable[[], float] = time.monotonic
+    wall_clock_ns: Callable[[], int] = time.time_ns
+    predictions: dict[str, PredictionRecord] = field(default_factory=dict)
+    uploads: dict[str, UploadRecord] = field(default_factory=dict)
+    _nth_setting: int = 0
+    _nth_count: int = 0
+
+    def now(self) -> float:
+        return self.clock()
+
+    # -- predictions -------------------------------------------------------------------------------
+
+    def create_prediction(
+        self,
+        *,
+        model: str,
+        inputs: dict[str, Any],
+        queue_seconds: float,
+        run_seconds: float,
+        outcome: str,
+        output_kind: str,
+        output_count: int,
+        output_size: int,
+        error: tuple[int, str] | None = None,
+        webhook: str | None = None,
+    ) -> PredictionRecord:
+        prediction_id = secrets.token_hex(16)
+        while prediction_id in self.predictions:  # pragma: no cover - 128-bit collision
+            prediction_id = secrets.token_hex(16)
+        if error is not None:  # an explicit error (e.g. an undownloadable media input) wins
+            outcome = "failed"
+        elif outcome in FAILURE_DETAILS:
+            error = FAILURE_DETAILS[outcome]
+        code, message = error if error is not None else (0, "")
+        record = PredictionRecord(
+            id=prediction_id,
+            model=model,
+            inputs=inputs,
+            created_ns=self.wall_clock_ns(),
+            created_monotonic=self.clock(),
+            queue_seconds=queue_seconds,
+            run_seconds=run_seconds,
+            outcome=outcome,
+            output_kind=output_kind,
+            output_count=output_count,
+            output_size=output_file_size(output_size, output_kind),
+            error_code=code,
+            error_message=message,
+            webhook=webhook,
+        )
+        self.predictions[prediction_id] = record
+        return record
+
+    def get(self, prediction_id: str) -> PredictionRecord | None:
+        return self.predictions.get(prediction_id)
+
+    def history(self, query: HistoryQuery) -> tuple[int, list[PredictionRecord]]:
+        """(total matching, records of the requested page), most recent first.
+
+        Deleted predictions are left out unless ``status == "deleted"`` is asked for explicitly.
+        """
+        now = self.clock()
+        oldest = self.wall_clock_ns() - HISTORY_WINDOW_NS
+        matching: list[PredictionRecord] = []
+        for record in self.predictions.values():
+            status = record.status(now)
+            if record.created_ns < oldest:
+                continue
+            if query.model is not None and record.model != query.model:
+                continue
+            if query.status is not None and status != query.status:
+                continue
+            if query.status is None and status == "deleted":
+                continue
+            if query.created_after_ns is not None and record.created_ns < query.created_after_ns:
+                continue
+            if query.created_before_ns is not None and record.created_ns > query.created_before_ns:
+                continue
+            matching.append(record)
+        matching.sort(key=lambda r: (r.created_ns, r.created_monotonic), reverse=True)
+        start = (query.page - 1) * query.page_size
+        return len(matching), matching[start : start + query.page_size]
+
+    def delete(self, ids: list[str]) -> int:
+        """Mark predictions deleted; unknown or already deleted ids are ignored. Returns the count."""
+        count = 0
+        for prediction_id in dict.fromkeys(ids):
+            record = self.predictions.get(prediction_id)
+            if record is not None and not record.deleted:
+                record.deleted = True
+                count += 1
+        return count
+
+    # -- faults ------------------------------------------------------------------------------------
+
+    def nth_request_fails(self, every_nth: int) -> bool:
+        """Count one request; True if it is the Nth since ``every_nth`` was (re)set."""
+        if every_nth != self._nth_setting:
+            self._nth_setting, self._nth_count = every_nth, 0
+        if every_nth <= 0:
+            return False
+        self._nth_count += 1
+        return self._nth_count % every_nth == 0
+
+    # -- uploads -----------------------------------------------------------------------------------
+
+    def create_upload(self, filename: str, content_type: str, media_type: str, size: int) -> UploadRecord:
+        token = secrets.token_hex(16)
+        record = UploadRecord(token, filename, content_type, media_type, size)
+        self.uploads[token] = record
+        return record
+
+    def complete_upload(self, token: str, path: str, offset: int, length: int) -> UploadRecord | None:
+        record = self.uploads.get(token)
+        if record is None:
+            return None
+        record.path, record.offset, record.length = path, offset, length
+        return record
+
+    def clear(self) -> list[str]:
+        """Forget everything; returns the upload file paths the caller should delete."""
+        paths = [u.path for u in self.uploads.values() if u.path is not None]
+        self.predictions.clear()
+        self.uploads.clear()
+        self._nth_setting = self._nth_count = 0
+        return sorted(set(paths))

@@ -1,0 +1,43 @@
+"""Provider metadata for Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_wavespeed import __version__
+
+_INTEGRATION = "WaveSpeedAI"
+_PKG = "airflow_provider_wavespeed"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-wavespeed",
+        "name": "WaveSpeedAI",
+        "description": "`WaveSpeedAI <https://wavespeed.ai/>`__ image, video, audio and avatar models.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "external-doc-url": "https://wavespeed.ai/docs",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.operators.wavespeed"]}],
+        "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors.wavespeed"]}],
+        "hooks": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.hooks.wavespeed"]}],
+        "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers.wavespeed"]}],
+        "connection-types": [
+            {
+                "connection-type": "wavespeed",
+                "hook-class-name": f"{_PKG}.hooks.wavespeed.WaveSpeedHook",
+                "hook-name": "WaveSpeed",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "extra"],
+                    "relabeling": {"password": "API Key", "host": "Base URL"},
+                    "placeholders": {"host": "https://api.wavespeed.ai", "password": "your WaveSpeed API key"},
+                },
+            }
+        ],
+        "extra-links": [f"{_PKG}.operators.wavespeed.WaveSpeedPredictionLink"],
+    }

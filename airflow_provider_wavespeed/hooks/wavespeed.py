@@ -1,0 +1,233 @@
+"""WaveSpeedHook: an Airflow connection turned into WaveSpeed clients (sync and async)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_wavespeed.api import protocol
+from airflow_provider_wavespeed.api.client import (
+    DEFAULT_BASE_URL,
+    AsyncWaveSpeedClient,
+    ClientSettings,
+    WaveSpeedClient,
+)
+from airflow_provider_wavespeed.api.errors import (
+    WaveSpeedConfigError,
+    WaveSpeedError,
+    WaveSpeedInputError,
+    WaveSpeedNotFoundError,
+)
+from airflow_provider_wavespeed.api.loop_clients import shared_async_client
+from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.retry import RetryPolicy
+from airflow_provider_wavespeed.api.schema import request_schema, validate_inputs
+
+MODEL_CATALOGUE_TTL = 3600.0
+_catalogues: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+_catalogue_lock = threading.Lock()
+
+
+def _mask(secret: str) -> None:
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - Airflow 3.1 layout
+        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+    mask_secret(secret)
+
+
+def settings_from_connection(conn: Any, *, timeout: float, retry: RetryPolicy) -> ClientSettings:
+    """Read key (password) and base URL (host, optional schema/port) from a connection."""
+    conn_id = getattr(conn, "conn_id", "?")
+    key = (conn.password or "").strip()
+    if not key:
+        raise WaveSpeedConfigError(
+            f"connection {conn_id!r} has no API key: put the WaveSpeed API key in its password field "
+            "(UI label 'API Key'), or set AIRFLOW_CONN_" + str(conn_id).upper() + " with a 'password'"
+        )
+    host = (conn.host or "").strip()
+    if host and "://" not in host and conn.schema in ("http", "https"):
+        host = f"{conn.schema}://{host}"
+    if host and conn.port and "://" in host and host.count(":") == 1:
+        host = f"{host}:{conn.port}"
+    _mask(key)
+    _mask(f"Bearer {key}")
+    try:
+        return ClientSettings(api_key=key, base_url=host or DEFAULT_BASE_URL, timeout=timeout, retry=retry)
+    except WaveSpeedConfigError as exc:
+        raise WaveSpeedConfigError(f"connection {conn_id!r}: {exc}") from None
+
+
+class WaveSpeedHook(BaseHook):
+    """
+    Talk to the WaveSpeedAI API through an Airflow connection of type ``wavespeed``.
+
+    :param wavespeed_conn_id: connection with the API key in ``password`` and, optionally, the base
+        URL in ``host`` (default ``https://api.wavespeed.ai``).
+    :param timeout: read timeout of one HTTP request, in seconds.
+    :param retry: bounds of the retry policy for retry-safe calls.
+    """
+
+    conn_name_attr = "wavespeed_conn_id"
+    default_conn_name = "wavespeed_default"
+    conn_type = "wavespeed"
+    hook_name = "WaveSpeed"
+
+    def __init__(
+        self,
+        wavespeed_conn_id: str = default_conn_name,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.wavespeed_conn_id = wavespeed_conn_id
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._settings: ClientSettings | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Connection form for Airflow 3.1 (3.2+ reads the same from provider info)."""
+        return {
+            "hidden_fields": ["schema", "port", "login", "extra"],
+            "relabeling": {"password": "API Key", "host": "Base URL"},
+            "placeholders": {"host": DEFAULT_BASE_URL, "password": "your WaveSpeed API key"},
+        }
+
+    def _conn_not_found(self, exc: Exception) -> WaveSpeedConfigError:
+        return WaveSpeedConfigError(
+            f"connection {self.wavespeed_conn_id!r} is not defined: create it with conn type 'wavespeed' "
+            f"or set AIRFLOW_CONN_{self.wavespeed_conn_id.upper()} ({type(exc).__name__})"
+        )
+
+    @property
+    def settings(self) -> ClientSettings:
+        if self._settings is None:
+            try:
+                conn = self.get_connection(self.wavespeed_conn_id)
+            except WaveSpeedError:
+                raise
+            except Exception as exc:
+                if "isn't defined" in str(exc) or type(exc).__name__ == "AirflowNotFoundException":
+                    raise self._conn_not_found(exc) from None
+                raise
+            self._settings = settings_from_connection(conn, timeout=self.timeout, retry=self.retry)
+        return self._settings
+
+    async def asettings(self) -> ClientSettings:
+        """Like :attr:`settings`, without blocking the event loop."""
+        if self._settings is None:
+            try:
+                conn = await self._aget_connection()
+            except Exception as exc:
+                if "isn't defined" in str(exc) or type(exc).__name__ == "AirflowNotFoundException":
+                    raise self._conn_not_found(exc) from None
+                raise
+            self._settings = settings_from_connection(conn, timeout=self.timeout, retry=self.retry)
+        return self._settings
+
+    async def _aget_connection(self) -> Any:
+        aget = getattr(BaseHook, "aget_connection", None)
+        if aget is not None:
+            return await aget(self.wavespeed_conn_id)
+        from asgiref.sync import sync_to_async  # Airflow < 3.3: a thread, never the event loop
+
+        return await sync_to_async(self.get_connection)(self.wavespeed_conn_id)
+
+    @cached_property
+    def client(self) -> WaveSpeedClient:
+        return WaveSpeedClient(self.settings)
+
+    def get_conn(self) -> WaveSpeedClient:
+        return self.client
+
+    async def get_async_conn(self) -> AsyncWaveSpeedClient:
+        """The running event loop's shared client for this connection."""
+        return await shared_async_client(await self.asettings())
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+            del self.__dict__["client"]
+
+    # -- API calls -----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        webhook: str | None = None,
+        claimed_ids: tuple[str, ...] = (),
+    ) -> Prediction:
+        """Submit one prediction (billed once; see ``WaveSpeedClient.submit_prediction``)."""
+        return self.client.submit_prediction(model, inputs, webhook=webhook, claimed_ids=claimed_ids)
+
+    def get_prediction(self, prediction_id: str) -> Prediction:
+        return self.client.get_prediction(prediction_id)
+
+    async def aget_prediction(self, prediction_id: str) -> Prediction:
+        return await (await self.get_async_conn()).get_prediction(prediction_id)
+
+    def get_balance(self) -> float:
+        return self.client.get_balance()
+
+    def list_predictions(self, **filters: Any) -> list[Prediction]:
+        return self.client.list_predictions(**filters)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the key with the balance endpoint; report the balance or the API's reason."""
+        try:
+            balance = self.get_balance()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.settings.base_url}; account balance {balance:.2f} USD"
+
+    # -- model catalogue and input validation ---------------------------------------------------
+
+    def model_catalogue(self) -> dict[str, dict[str, Any]]:
+        """``GET /api/v3/models`` by model id, cached per process and base URL for an hour."""
+        base = self.settings.base_url
+        with _catalogue_lock:
+            cached = _catalogues.get(base)
+            if cached and time.monotonic() - cached[0] < MODEL_CATALOGUE_TTL:
+                return cached[1]
+        models = {str(m.get("model_id") or m.get("id")): m for m in self.client.list_models()}
+        with _catalogue_lock:
+            _catalogues[base] = (time.monotonic(), models)
+        return models
+
+    def validate_inputs(self, model: str, inputs: Mapping[str, Any]) -> list[str]:
+        """Raise :class:`WaveSpeedInputError` for inputs the model's schema rejects (nothing is submitted).
+
+        Returns the input names the schema does not know (a warning, not an error). When the
+        catalogue cannot be fetched the check is skipped with a log line and the API decides.
+        """
+        protocol.check_model_id(model)
+        try:
+            catalogue = self.model_catalogue()
+        except WaveSpeedError as exc:
+            if isinstance(exc, WaveSpeedConfigError) or getattr(exc, "status_code", 0) in (401, 403):
+                raise
+            self.log.warning("Could not fetch the model catalogue (%s); the API will validate the inputs", exc)
+            return []
+        entry = catalogue.get(model)
+        if entry is None:
+            close = sorted(m for m in catalogue if model.split("/")[-1] in m)[:5]
+            hint = f" Similar: {', '.join(close)}." if close else ""
+            raise WaveSpeedNotFoundError(404, f"unknown model {model!r}: not in the WaveSpeed catalogue.{hint}")
+        schema = request_schema(entry)
+        if schema is None:
+            self.log.warning("Model %s publishes no input schema; the API will validate the inputs", model)
+            return []
+        problems, unknown = validate_inputs(schema, inputs)
+        if problems:
+            raise WaveSpeedInputError(model, problems)
+        return unknown

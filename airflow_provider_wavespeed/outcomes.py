@@ -1,0 +1,53 @@
+"""Turn a finished wait into the task's result or a clear Airflow failure (shared by sensor and run operator)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow_provider_wavespeed.api.models import Prediction
+
+try:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+except ImportError:  # pragma: no cover - Airflow 3.1 layout
+    from airflow.exceptions import AirflowFailException, AirflowSensorTimeout  # type: ignore[no-redef]
+
+NSFW_POLICIES = ("keep", "skip", "fail")
+
+
+def check_nsfw_policy(value: str) -> str:
+    if value not in NSFW_POLICIES:
+        raise ValueError(f"nsfw_policy must be one of {', '.join(NSFW_POLICIES)}, got {value!r}")
+    return value
+
+
+def flagged_outputs(prediction: Prediction) -> list[int]:
+    return [i for i, flagged in enumerate(prediction.has_nsfw_contents) if flagged]
+
+
+def completed_result(prediction: Prediction, nsfw_policy: str, log: logging.Logger | Any) -> dict[str, Any]:
+    """The completed prediction as a plain dict, or raise when it did not complete.
+
+    A failure names the prediction id, model, status, the API's error text and business code,
+    and what to do next. It is final (no task retry): the prediction will not change.
+    """
+    if not prediction.succeeded:
+        raise AirflowFailException(str(prediction.failure()))
+    flagged = flagged_outputs(prediction)
+    if flagged:
+        message = (
+            f"Prediction {prediction.id} (model {prediction.model}): outputs {flagged} were flagged "
+            "by has_nsfw_contents"
+        )
+        if nsfw_policy == "fail":
+            raise AirflowFailException(message + "; failing because nsfw_policy='fail'")
+        log.warning("%s; %s", message, "they will be skipped" if nsfw_policy == "skip" else "keeping them")
+    return prediction.to_dict()
+
+
+def deadline_failure(prediction_id: str, status: str, waited: float) -> AirflowSensorTimeout:
+    return AirflowSensorTimeout(
+        f"Gave up waiting for WaveSpeed prediction {prediction_id} after {waited:.0f} s "
+        f"(last status {status or 'unknown'}). The prediction may still finish: raise `timeout` "
+        "or rerun the sensor with the same prediction id; submitting again would be billed again."
+    )

@@ -1,0 +1,114 @@
+"""Store a completed prediction's outputs in a destination: streamed, verified, atomic, concurrent."""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import httpx
+
+from airflow_provider_wavespeed.api.client import WaveSpeedClient
+from airflow_provider_wavespeed.api.download import download
+from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.storage import Destination
+
+log = logging.getLogger(__name__)
+
+_EXTENSION = re.compile(r"^\.[A-Za-z0-9]{1,5}$")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+def output_name(prediction_id: str, index: int, count: int, url: str, stem: str | None = None) -> str:
+    """``<stem or prediction id>[_<index>]<ext>``: stable across retries, so stored outputs are found again."""
+    ext = posixpath.splitext(urlsplit(url).path)[1]
+    base = _SAFE_NAME.sub("_", stem).strip("._") if stem else prediction_id
+    if not base:
+        raise ValueError(f"filename {stem!r} has no usable characters")
+    suffix = f"_{index}" if count > 1 else ""
+    return f"{base}{suffix}{ext if _EXTENSION.match(ext) else ''}"
+
+
+class _Progress:
+    """Log bytes, percent and MB/s for one output at most every few seconds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_SECONDS:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-6) / 1e6
+        share = f" ({100 * done / total:.0f}%)" if total else ""
+        log.info("Downloading %s: %.1f MB%s at %.1f MB/s", self.name, done / 1e6, share, rate)
+
+
+def _remote_size(http: httpx.Client, url: str) -> int | None:
+    try:
+        reply = http.head(url, headers={"Accept-Encoding": "identity"})
+    except httpx.HTTPError:
+        return None
+    length = reply.headers.get("content-length", "")
+    return int(length) if reply.status_code == 200 and length.isdigit() else None
+
+
+def store_output(client: WaveSpeedClient, url: str, destination: Destination, name: str) -> str:
+    """Download one output to ``destination/name`` unless a complete copy is already there."""
+    target = destination.uri(name)
+    existing = destination.existing_size(name)
+    if existing is not None and existing == _remote_size(client.http, url):
+        log.info("Output %s is already stored completely (%d bytes); skipping", target, existing)
+        return target
+    sink = destination.open_part(name)
+    try:
+        result = download(client.http, url, sink, retry=client.settings.retry, progress=_Progress(name))
+        sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    log.info("Stored %s (%d bytes%s)", target, result.size, f", resumed {result.resumed}x" if result.resumed else "")
+    return target
+
+
+def store_outputs(
+    client: WaveSpeedClient,
+    prediction: Prediction,
+    destination: Destination,
+    *,
+    stem: str | None = None,
+    skip: frozenset[int] = frozenset(),
+    max_concurrency: int = 4,
+    on_stored: Callable[[int, str], None] | None = None,
+) -> list[str]:
+    """Store every output (except indexes in ``skip``) and return their paths/URIs in output order."""
+    urls = prediction.output_urls()
+    jobs = [(i, url, output_name(prediction.id, i, len(urls), url, stem)) for i, url in enumerate(urls)]
+    jobs = [job for job in jobs if job[0] not in skip]
+    results: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def run(job: tuple[int, str, str]) -> None:
+        index, url, name = job
+        stored = store_output(client, url, destination, name)
+        with lock:
+            results[index] = stored
+        if on_stored:
+            on_stored(index, stored)
+
+    if len(jobs) <= 1 or max_concurrency <= 1:
+        for job in jobs:
+            run(job)
+    else:
+        with ThreadPoolExecutor(max_workers=min(max_concurrency, len(jobs))) as pool:
+            for future in [pool.submit(run, job) for job in jobs]:
+                future.result()
+    return [results[i] for i, _, _ in jobs]

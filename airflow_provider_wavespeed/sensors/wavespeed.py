@@ -1,0 +1,145 @@
+"""WaveSpeedPredictionSensor: wait for a prediction to finish (deferrable by default)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context
+from airflow.sdk.bases.sensor import PokeReturnValue
+
+from airflow_provider_wavespeed.api.errors import WaveSpeedError
+from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.protocol import check_prediction_id
+from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from airflow_provider_wavespeed.outcomes import (
+    AirflowFailException,
+    check_nsfw_policy,
+    completed_result,
+    deadline_failure,
+)
+from airflow_provider_wavespeed.triggers.wavespeed import (
+    EVENT_DEADLINE,
+    EVENT_ERROR,
+    EVENT_TERMINAL,
+    WaveSpeedPredictionTrigger,
+)
+
+# Airflow's own deferral timeout is a backstop behind the trigger's deadline, never the first to fire.
+DEFER_TIMEOUT_GRACE = timedelta(minutes=5)
+
+
+def started_at_of(prediction: Prediction) -> float:
+    """Epoch seconds of the prediction's ``created_at`` (nanosecond ISO strings included), else now."""
+    text = prediction.created_at
+    if text:
+        trimmed = text.rstrip("Z")
+        if "." in trimmed:
+            head, frac = trimmed.split(".", 1)
+            trimmed = f"{head}.{frac[:6]}"
+        try:
+            return datetime.fromisoformat(trimmed + "+00:00").timestamp()
+        except ValueError:
+            pass
+    return time.time()
+
+
+class WaveSpeedPredictionSensor(BaseSensorOperator):
+    """
+    Wait until a WaveSpeed prediction reaches a terminal status; return the completed prediction.
+
+    Deferrable by default: the wait runs in the triggerer and frees the worker slot. With
+    ``deferrable=False`` the sensor pokes from the worker every ``poke_interval`` seconds.
+
+    :param prediction_id: the id returned by ``WaveSpeedSubmitOperator`` (templated).
+    :param wavespeed_conn_id: connection holding the API key.
+    :param deferrable: wait in the triggerer (default) instead of the worker.
+    :param poll_interval: shortest pause between polls while deferred (default 2 s for images,
+        5 s for video models); the pause grows with the time waited, up to ``max_poll_interval``.
+    :param max_poll_interval: longest pause between polls while deferred.
+    :param nsfw_policy: what to do when ``has_nsfw_contents`` flags outputs: ``keep`` (warn),
+        ``skip`` (warn; the download operator skips them) or ``fail``.
+    :param timeout: give up after this many seconds (also enforced while deferred).
+    """
+
+    template_fields: Sequence[str] = ("prediction_id",)
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        prediction_id: str,
+        wavespeed_conn_id: str = WaveSpeedHook.default_conn_name,
+        deferrable: bool = True,
+        poll_interval: float | None = None,
+        max_poll_interval: float = 60.0,
+        nsfw_policy: str = "keep",
+        poke_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.prediction_id = prediction_id
+        self.wavespeed_conn_id = wavespeed_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.nsfw_policy = check_nsfw_policy(nsfw_policy)
+
+    @cached_property
+    def hook(self) -> WaveSpeedHook:
+        return WaveSpeedHook(self.wavespeed_conn_id)
+
+    def _check_prediction_id(self) -> str:
+        try:
+            return check_prediction_id(self.prediction_id)
+        except WaveSpeedError as exc:
+            raise AirflowFailException(f"{self.task_id}: {exc}") from None
+
+    def execute(self, context: Context) -> Any:
+        prediction_id = self._check_prediction_id()
+        if not self.deferrable:
+            return super().execute(context)
+        prediction = self.hook.get_prediction(prediction_id)
+        if prediction.is_terminal:
+            return completed_result(prediction, self.nsfw_policy, self.log)
+        self.log.info("Prediction %s is %s; deferring to the triggerer", prediction_id, prediction.status)
+        deadline = time.time() + self.timeout
+        self.defer(
+            trigger=WaveSpeedPredictionTrigger(
+                prediction_id=prediction_id,
+                wavespeed_conn_id=self.wavespeed_conn_id,
+                deadline=deadline,
+                started_at=started_at_of(prediction),
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                model=prediction.model,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_GRACE,
+        )
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        prediction = self.hook.get_prediction(self._check_prediction_id())
+        if not prediction.is_terminal:
+            self.log.info("Prediction %s is %s", prediction.id, prediction.status)
+            return False
+        return PokeReturnValue(True, completed_result(prediction, self.nsfw_policy, self.log))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: validate the event, return the completed prediction or fail."""
+        if not isinstance(event, dict) or "event" not in event:
+            raise AirflowFailException(f"unexpected trigger event for prediction {self.prediction_id}: {event!r}")
+        kind = event["event"]
+        prediction_id = str(event.get("prediction_id") or self.prediction_id)
+        if kind == EVENT_TERMINAL and isinstance(event.get("prediction"), dict):
+            return completed_result(Prediction.from_api(event["prediction"]), self.nsfw_policy, self.log)
+        if kind == EVENT_DEADLINE:
+            raise deadline_failure(prediction_id, str(event.get("status") or ""), float(event.get("waited") or 0))
+        if kind == EVENT_ERROR:
+            raise AirflowFailException(
+                f"Waiting for WaveSpeed prediction {prediction_id} failed: {event.get('message')}"
+            )
+        raise AirflowFailException(f"unknown trigger event {kind!r} for prediction {prediction_id}")

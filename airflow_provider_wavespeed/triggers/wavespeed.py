@@ -1,0 +1,130 @@
+"""WaveSpeedPredictionTrigger: wait for a prediction in the triggerer, without blocking the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_wavespeed.api.errors import (
+    WaveSpeedAuthError,
+    WaveSpeedConfigError,
+    WaveSpeedError,
+    WaveSpeedRequestError,
+)
+from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.polling import PollSchedule, default_min_interval
+from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+
+# Event kinds: the prediction reached a terminal status / our deadline passed / polling cannot go on.
+EVENT_TERMINAL = "terminal"
+EVENT_DEADLINE = "deadline"
+EVENT_ERROR = "error"
+
+
+class WaveSpeedPredictionTrigger(BaseTrigger):
+    """
+    Poll ``GET /api/v3/predictions/{id}/result`` until the prediction is terminal or ``deadline`` passes.
+
+    Every kwarg is plain JSON (never the key, never a client): the triggerer may re-create this
+    trigger from them at any time, and ``run()`` then starts again from the top, which only
+    re-reads the prediction; it never submits anything.
+
+    :param prediction_id: the prediction to wait for.
+    :param wavespeed_conn_id: connection holding the API key.
+    :param deadline: absolute end of the wait, epoch seconds (survives triggerer restarts).
+    :param started_at: epoch seconds the prediction started; the poll interval grows with the time
+        waited since then.
+    :param poll_interval: shortest pause between polls (default 2 s for images, 5 s for video models).
+    :param max_poll_interval: longest pause between polls.
+    :param model: the prediction's model id, used to pick the default ``poll_interval``.
+    """
+
+    def __init__(
+        self,
+        prediction_id: str,
+        wavespeed_conn_id: str = WaveSpeedHook.default_conn_name,
+        *,
+        deadline: float | None = None,
+        started_at: float | None = None,
+        poll_interval: float | None = None,
+        max_poll_interval: float = 60.0,
+        model: str = "",
+        request_timeout: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.prediction_id = prediction_id
+        self.wavespeed_conn_id = wavespeed_conn_id
+        self.deadline = deadline
+        self.started_at = started_at if started_at is not None else time.time()
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.model = model
+        self.request_timeout = request_timeout
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "prediction_id": self.prediction_id,
+                "wavespeed_conn_id": self.wavespeed_conn_id,
+                "deadline": self.deadline,
+                "started_at": self.started_at,
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "model": self.model,
+                "request_timeout": self.request_timeout,
+            },
+        )
+
+    def _schedule(self, model: str) -> PollSchedule:
+        minimum = self.poll_interval if self.poll_interval is not None else default_min_interval(model)
+        return PollSchedule(min_interval=minimum, max_interval=max(self.max_poll_interval, minimum))
+
+    def _event(self, kind: str, **fields: Any) -> TriggerEvent:
+        return TriggerEvent({"event": kind, "prediction_id": self.prediction_id, **fields})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = WaveSpeedHook(self.wavespeed_conn_id, timeout=self.request_timeout)
+        try:
+            client = await hook.get_async_conn()
+        except (WaveSpeedError, ValueError) as exc:
+            yield self._event(EVENT_ERROR, message=str(exc), error_type=type(exc).__name__)
+            return
+        schedule = self._schedule(self.model)
+        last_status = ""
+        while True:
+            try:
+                prediction: Prediction | None = await client.get_prediction(self.prediction_id)
+            except (WaveSpeedAuthError, WaveSpeedRequestError, WaveSpeedConfigError) as exc:
+                yield self._event(EVENT_ERROR, message=str(exc), error_type=type(exc).__name__)
+                return
+            except WaveSpeedError as exc:
+                # Retries are exhausted for this poll; a flaky network must not end the wait.
+                self.log.warning("Polling prediction %s failed (%s); will poll again", self.prediction_id, exc)
+                prediction = None
+            if prediction is not None:
+                if prediction.status != last_status:
+                    self.log.info(
+                        "Prediction %s is %s (%.0f s since it started)",
+                        self.prediction_id,
+                        prediction.status,
+                        time.time() - self.started_at,
+                    )
+                    last_status = prediction.status
+                    if not self.model and prediction.model:
+                        schedule = self._schedule(prediction.model)
+                if prediction.is_terminal:
+                    yield self._event(EVENT_TERMINAL, status=prediction.status, prediction=prediction.to_dict())
+                    return
+            now = time.time()
+            if self.deadline is not None and now >= self.deadline:
+                yield self._event(EVENT_DEADLINE, status=last_status, waited=now - self.started_at)
+                return
+            pause = schedule.next_interval(now - self.started_at)
+            if self.deadline is not None:
+                pause = min(pause, max(0.0, self.deadline - now))
+            await asyncio.sleep(pause)
