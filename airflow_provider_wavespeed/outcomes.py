@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.triggers.wavespeed import EVENT_DEADLINE, EVENT_ERROR, EVENT_TERMINAL
 
 try:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
@@ -51,3 +52,18 @@ def deadline_failure(prediction_id: str, status: str, waited: float) -> AirflowS
         f"(last status {status or 'unknown'}). The prediction may still finish: raise `timeout` "
         "or rerun the sensor with the same prediction id; submitting again would be billed again."
     )
+
+
+def prediction_from_event(event: Any, task_id: str) -> Prediction:
+    """The terminal prediction carried by a trigger event; a deadline or error event fails the task."""
+    if not isinstance(event, dict) or "event" not in event:
+        raise AirflowFailException(f"{task_id}: unexpected trigger event {event!r}")
+    kind = event["event"]
+    prediction_id = str(event.get("prediction_id") or "")
+    if kind == EVENT_TERMINAL and isinstance(event.get("prediction"), dict):
+        return Prediction.from_api(event["prediction"])
+    if kind == EVENT_DEADLINE:
+        raise deadline_failure(prediction_id, str(event.get("status") or ""), float(event.get("waited") or 0))
+    if kind == EVENT_ERROR:
+        raise AirflowFailException(f"Waiting for WaveSpeed prediction {prediction_id} failed: {event.get('message')}")
+    raise AirflowFailException(f"{task_id}: unknown trigger event {kind!r} for prediction {prediction_id}")

@@ -101,7 +101,7 @@ class ClientSettings:
         return httpx.Timeout(self.timeout, connect=self.connect_timeout)
 
 
-def _connection_error(exc: httpx.HTTPError, path: str) -> WaveSpeedConnectionError:
+def connection_error(exc: httpx.HTTPError, path: str) -> WaveSpeedConnectionError:
     not_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
     reason = type(exc).__name__
     return WaveSpeedConnectionError(
@@ -142,7 +142,7 @@ class WaveSpeedClient:
                 headers=self.settings.headers(),
             )
         except httpx.HTTPError as exc:
-            raise _connection_error(exc, request.path) from exc
+            raise connection_error(exc, request.path) from exc
         return protocol.parse_reply(request, reply.status_code, reply.headers, reply.content)
 
     def call(self, request: protocol.ApiRequest) -> Any:
@@ -262,7 +262,7 @@ class AsyncWaveSpeedClient:
                 headers=self.settings.headers(),
             )
         except httpx.HTTPError as exc:
-            raise _connection_error(exc, request.path) from exc
+            raise connection_error(exc, request.path) from exc
         return protocol.parse_reply(request, reply.status_code, reply.headers, reply.content)
 
     async def call(self, request: protocol.ApiRequest) -> Any:

@@ -166,6 +166,11 @@ class WaveSpeedEmulator:
             return {}
         return self._ctx.state.predictions
 
+    @property
+    def spool_dir(self) -> str | None:
+        """Temp directory holding uploaded bytes while running (deleted by ``stop()``)."""
+        return self._spool_dir
+
     def connection_json(self) -> str:
         """Value for ``AIRFLOW_CONN_WAVESPEED_DEFAULT`` (any conn id works, the value does not name it)."""
         return json.dumps(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from typing import BinaryIO
 
 _SCAN = 1 << 20
 _MAX_PART_HEADERS = 16 * 1024
@@ -63,6 +64,13 @@ def _parse_disposition(value: str) -> dict[str, str]:
     return params
 
 
+def _is_delimiter_line(fh: BinaryIO, after: int) -> bool:
+    """A real delimiter is followed by "--" (the last one) or optional blanks and CRLF (RFC 2046)."""
+    fh.seek(after)
+    tail = fh.read(80)
+    return tail.startswith(b"--") or tail.lstrip(b" \t").startswith(b"\r\n") or not tail
+
+
 def parse_multipart_file(path: str, boundary: str) -> list[Part]:
     """Parse the part headers of a multipart body stored at ``path``; contents stay on disk."""
     delimiter = b"--" + boundary.encode("latin-1")
@@ -73,6 +81,8 @@ def parse_multipart_file(path: str, boundary: str) -> list[Part]:
     bounds = [(h + 2, h) for h in hits]
     if starts_with_delimiter:
         bounds.insert(0, (0, 0))
+    with open(path, "rb") as fh:
+        bounds = [b for b in bounds if _is_delimiter_line(fh, b[0] + len(delimiter))]
     if not bounds:
         raise MultipartError("no multipart boundary found in the body")
     parts: list[Part] = []
@@ -82,6 +92,8 @@ def parse_multipart_file(path: str, boundary: str) -> list[Part]:
             head = fh.read(_MAX_PART_HEADERS)
             if head.startswith(b"--"):
                 break
+            blanks = len(head) - len(head.lstrip(b" \t"))
+            head = head[blanks:]
             header_end = head.find(b"\r\n\r\n")
             if not head.startswith(b"\r\n") or header_end == -1:
                 raise MultipartError("malformed multipart part headers")
@@ -90,7 +102,7 @@ def parse_multipart_file(path: str, boundary: str) -> list[Part]:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             disposition = _parse_disposition(headers.get("content-disposition", ""))
-            content_start = delim_at + len(delimiter) + header_end + 4
+            content_start = delim_at + len(delimiter) + blanks + header_end + 4
             parts.append(
                 Part(
                     name=disposition.get("name", ""),

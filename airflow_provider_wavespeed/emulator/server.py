@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
@@ -25,6 +26,7 @@ MAX_MEMORY_BODY = 32 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 BACKLOG = 4096
 SERVER_HEADER = b"wavespeed-emulator"
+FLUSH_BYTES = 64 * 1024
 
 
 def is_loopback_host(host: str) -> bool:
@@ -69,6 +71,13 @@ def _http_date() -> bytes:
     return _date_cache[1]
 
 
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
 class _ClientGone(Exception):
     pass
 
@@ -85,6 +94,7 @@ class _HttpConnection:
         self.reader = reader
         self.writer = writer
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self._pending: list[bytes] = []
 
     async def run(self) -> None:
         try:
@@ -113,6 +123,7 @@ class _HttpConnection:
                 return event
             if self.conn.they_are_waiting_for_100_continue:
                 self._send(h11.InformationalResponse(status_code=100, headers=[]))
+                self._flush()
             data = await self.reader.read(READ_SIZE)
             self.conn.receive_data(data)
 
@@ -177,8 +188,15 @@ class _HttpConnection:
         return await self._respond(response, event.method)
 
     def _send(self, event: Any) -> None:
-        for piece in self.conn.send_with_data_passthrough(event) or ():
-            self.writer.write(piece)
+        """Queue an event's bytes; ``_flush`` writes them with one syscall (h11 yields many small pieces)."""
+        self._pending.extend(self.conn.send_with_data_passthrough(event) or ())
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if len(pending) == 1:
+            self.writer.write(pending[0])  # large stream chunks: no copy
+        elif pending:
+            self.writer.write(b"".join(pending))
 
     async def _respond(self, response: Response, request_method: bytes) -> bool:
         headers: list[tuple[bytes, bytes]] = [
@@ -190,7 +208,8 @@ class _HttpConnection:
             (b"date", _http_date()),
             (b"server", SERVER_HEADER),
         ]
-        self._send(h11.Response(status_code=response.status, headers=headers))
+        status = response.status
+        self._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
         self.app.ctx.stats.count_status(response.status)
         if request_method == b"HEAD":
             self._close_stream(response.stream)
@@ -199,6 +218,7 @@ class _HttpConnection:
         elif response.body:
             self._send(h11.Data(data=response.body))
         self._send(h11.EndOfMessage())
+        self._flush()
         await self.writer.drain()
         return True
 
@@ -209,9 +229,14 @@ class _HttpConnection:
             close()
 
     async def _send_stream(self, stream: StreamBody) -> bool:
-        """Write a streamed body with backpressure; False if the connection must be closed."""
+        """Write a streamed body with backpressure; False if the connection must be closed.
+
+        Small pieces are batched with the response head; every write of >= FLUSH_BYTES is
+        followed by ``drain()`` so a slow reader throttles generation instead of filling memory.
+        """
         limit = stream.length if stream.cut_after is None else min(stream.cut_after, stream.length)
         sent = 0
+        buffered = 0
         try:
             for chunk in stream.chunks:
                 if sent + len(chunk) > limit:
@@ -220,9 +245,13 @@ class _HttpConnection:
                     # h11 passes any bytes-like object through untouched (zero-copy memoryview slices).
                     self._send(h11.Data(data=cast(bytes, chunk)))
                     sent += len(chunk)
+                    buffered += len(chunk)
                     if stream.on_progress is not None:
                         stream.on_progress(len(chunk))
-                    await self.writer.drain()
+                    if buffered >= FLUSH_BYTES:
+                        self._flush()
+                        buffered = 0
+                        await self.writer.drain()
                 if sent >= limit:
                     break
         finally:
@@ -230,9 +259,11 @@ class _HttpConnection:
         if sent < stream.length:
             if stream.cut_after is None:
                 log.warning("body source ended after %d of %d bytes; closing", sent, stream.length)
+            self._flush()
             await self.writer.drain()
             return False
         self._send(h11.EndOfMessage())
+        self._flush()
         await self.writer.drain()
         if stream.on_complete is not None:
             stream.on_complete()
@@ -273,7 +304,7 @@ class EmulatorServer:
         stats = self.app.ctx.stats
         stats.connections_opened += 1
         stats.connections_open += 1
-        writer.transport.set_write_buffer_limits(high=8 * CHUNK_SIZE)
+        writer.transport.set_write_buffer_limits(high=4 * CHUNK_SIZE)
         try:
             await _HttpConnection(self.app, reader, writer).run()
         except asyncio.CancelledError:

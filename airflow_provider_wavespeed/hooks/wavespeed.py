@@ -27,6 +27,8 @@ from airflow_provider_wavespeed.api.loop_clients import shared_async_client
 from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.retry import RetryPolicy
 from airflow_provider_wavespeed.api.schema import request_schema, validate_inputs
+from airflow_provider_wavespeed.api.upload import upload_stream
+from airflow_provider_wavespeed.media import open_media, resolve_media_inputs
 
 MODEL_CATALOGUE_TTL = 3600.0
 _catalogues: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
@@ -181,6 +183,22 @@ class WaveSpeedHook(BaseHook):
 
     def list_predictions(self, **filters: Any) -> list[Prediction]:
         return self.client.list_predictions(**filters)
+
+    def upload(self, source: Any, *, conn_id: str | None = None) -> str:
+        """Upload a local file or ``ObjectStoragePath``/URI (streamed) and return the URL to use as an input.
+
+        :param source: local path, ``file://`` URI, object-storage URI or ``ObjectStoragePath``.
+        :param conn_id: Airflow connection for the object store, when not in the URI.
+        """
+        with open_media(str(source), conn_id) as (stream, filename, size, content_type):
+            self.log.info("Uploading %s (%d bytes) to WaveSpeed", source, size)
+            url = upload_stream(self.client, stream, filename=filename, size=size, content_type=content_type)
+        self.log.info("Uploaded %s -> %s", source, url)
+        return url
+
+    def resolve_media_inputs(self, inputs: Mapping[str, Any], *, conn_id: str | None = None) -> dict[str, Any]:
+        """Upload local/object-storage media inputs; URLs and other values pass through unchanged."""
+        return resolve_media_inputs(inputs, lambda ref: self.upload(ref, conn_id=conn_id))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with the balance endpoint; report the balance or the API's reason."""

@@ -1,12 +1,14 @@
-"""WaveSpeedSubmitOperator and WaveSpeedDownloadOperator, and the prediction extra link."""
+"""WaveSpeedSubmitOperator, WaveSpeedDownloadOperator, WaveSpeedRunOperator and the prediction extra link."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.sdk import BaseOperator, BaseOperatorLink, Context
@@ -20,13 +22,24 @@ from airflow_provider_wavespeed.api.errors import (
     WaveSpeedInputError,
     WaveSpeedRequestError,
 )
-from airflow_provider_wavespeed.api.models import Prediction, PredictionStatus
+from airflow_provider_wavespeed.api.models import TERMINAL_FAILURE_STATUSES, Prediction
+from airflow_provider_wavespeed.api.polling import PollSchedule, default_min_interval
 from airflow_provider_wavespeed.api.protocol import check_model_id, check_prediction_id
 from airflow_provider_wavespeed.api.retry import WaveSpeedIncompleteDownload
+from airflow_provider_wavespeed.assets import emit_output_events
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
-from airflow_provider_wavespeed.outcomes import AirflowFailException, check_nsfw_policy, flagged_outputs
+from airflow_provider_wavespeed.outcomes import (
+    AirflowFailException,
+    check_nsfw_policy,
+    completed_result,
+    deadline_failure,
+    flagged_outputs,
+    prediction_from_event,
+)
 from airflow_provider_wavespeed.outputs import store_outputs
+from airflow_provider_wavespeed.sensors.wavespeed import DEFER_TIMEOUT_GRACE, started_at_of
 from airflow_provider_wavespeed.storage import Destination
+from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
 
 LINK_XCOM_KEY = "wavespeed_prediction_url"
 STATE_KEY = "wavespeed_prediction"
@@ -46,7 +59,7 @@ class WaveSpeedPredictionLink(BaseOperatorLink):
         return BaseXCom.get_value(ti_key=ti_key, key=LINK_XCOM_KEY) or ""
 
 
-def _final(exc: WaveSpeedError, task_id: str) -> Exception:
+def final_error(exc: WaveSpeedError, task_id: str) -> Exception:
     """Errors a task retry cannot fix fail at once (no retry, nothing billed); the rest stay retryable."""
     if isinstance(exc, WaveSpeedIncompleteDownload):
         return exc
@@ -61,6 +74,12 @@ def inputs_fingerprint(model: str, inputs: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def check_min_balance(value: float | None) -> float | None:
+    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
+        raise ValueError(f"min_balance must be a non-negative number of USD, got {value!r}")
+    return value
+
+
 class WaveSpeedSubmitOperator(BaseOperator):
     """
     Submit a prediction to a WaveSpeed model and return its id (XCom ``return_value``).
@@ -70,11 +89,14 @@ class WaveSpeedSubmitOperator(BaseOperator):
     prediction history, and a retried task reuses the prediction its earlier try created.
 
     :param model: model id, e.g. ``wavespeed-ai/hunyuan-avatar`` (templated).
-    :param inputs: the model's inputs as a dict (templated).
+    :param inputs: the model's inputs as a dict (templated). Media inputs may be public URLs, local
+        file paths or object-storage URIs; files are uploaded first and replaced by their URLs.
     :param wavespeed_conn_id: connection holding the API key.
     :param validate_inputs: check ``inputs`` against the model's schema before submitting.
     :param reuse_existing: on a task retry, reuse the prediction an earlier try submitted (unless
         it failed or the model/inputs changed) instead of paying for a new one.
+    :param min_balance: fail before submitting when the account balance (USD) is below this.
+    :param media_conn_id: Airflow connection for object-storage media inputs, when not in the URI.
     :param webhook: optional HTTPS URL WaveSpeed calls when the prediction finishes (templated).
     """
 
@@ -91,6 +113,8 @@ class WaveSpeedSubmitOperator(BaseOperator):
         wavespeed_conn_id: str = WaveSpeedHook.default_conn_name,
         validate_inputs: bool = True,
         reuse_existing: bool = True,
+        min_balance: float | None = None,
+        media_conn_id: str | None = None,
         webhook: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -100,6 +124,8 @@ class WaveSpeedSubmitOperator(BaseOperator):
         self.wavespeed_conn_id = wavespeed_conn_id
         self.validate_inputs = validate_inputs
         self.reuse_existing = reuse_existing
+        self.min_balance = check_min_balance(min_balance)
+        self.media_conn_id = media_conn_id
         self.webhook = webhook
 
     @cached_property
@@ -110,7 +136,7 @@ class WaveSpeedSubmitOperator(BaseOperator):
         try:
             model = check_model_id(self.model)
         except WaveSpeedError as exc:
-            raise _final(exc, self.task_id) from None
+            raise final_error(exc, self.task_id) from None
         if not isinstance(self.inputs, Mapping):
             raise AirflowFailException(
                 f"{self.task_id}: inputs must be a dict of model inputs, got {type(self.inputs).__name__}"
@@ -120,44 +146,56 @@ class WaveSpeedSubmitOperator(BaseOperator):
         return model, dict(self.inputs)
 
     def execute(self, context: Context) -> str:
+        return self.submit_or_reuse(context).id
+
+    def submit_or_reuse(self, context: Context) -> Prediction:
+        """The prediction for this task: reused from an earlier try, or submitted now (once)."""
         model, inputs = self._checked_arguments()
         fingerprint = inputs_fingerprint(model, inputs)
         store = context.get("task_state_store") if self.reuse_existing else None
         try:
-            reused = self._reusable_prediction(store, fingerprint) if self.reuse_existing else None
+            reused = self._reusable_prediction(store, fingerprint)
             if reused is not None:
                 self._announce(context, reused)
-                return reused.id
+                return reused
             if self.validate_inputs:
                 unknown = self.hook.validate_inputs(model, inputs)
                 if unknown:
                     self.log.warning("Model %s does not declare inputs %s; sending them anyway", model, unknown)
-            prediction = self.hook.submit(model, inputs, webhook=self.webhook)
+            self._check_balance()
+            payload = self.hook.resolve_media_inputs(inputs, conn_id=self.media_conn_id)
+            prediction = self.hook.submit(model, payload, webhook=self.webhook)
         except WaveSpeedError as exc:
-            raise _final(exc, self.task_id) from None
+            raise final_error(exc, self.task_id) from None
+        except FileNotFoundError as exc:
+            raise AirflowFailException(f"{self.task_id}: {exc}") from None
         if store is not None:
             store.set(STATE_KEY, {"id": prediction.id, "model": model, "fingerprint": fingerprint})
         self.log.info("Submitted prediction %s to %s (status %s)", prediction.id, model, prediction.status)
         self._announce(context, prediction)
-        return prediction.id
+        return prediction
+
+    def _check_balance(self) -> None:
+        if self.min_balance is None:
+            return
+        balance = self.hook.get_balance()
+        if balance < self.min_balance:
+            raise AirflowFailException(
+                f"{self.task_id}: account balance {balance:.2f} USD is below min_balance "
+                f"{self.min_balance:.2f} USD; nothing was submitted. Top up at https://wavespeed.ai"
+            )
+        self.log.info("Account balance %.2f USD (min_balance %.2f)", balance, self.min_balance)
 
     def _reusable_prediction(self, store: Any, fingerprint: str) -> Prediction | None:
-        if store is None:
-            return None
-        saved = store.get(STATE_KEY)
+        saved = store.get(STATE_KEY) if store is not None else None
         if not isinstance(saved, dict) or not saved.get("id"):
             return None
         if saved.get("fingerprint") != fingerprint:
-            self.log.warning(
-                "An earlier try submitted prediction %s with other model/inputs; submitting anew", saved["id"]
-            )
+            self.log.warning("An earlier try submitted %s with other model/inputs; submitting anew", saved["id"])
             return None
         previous = self.hook.get_prediction(str(saved["id"]))
-        if previous.status in (PredictionStatus.FAILED, PredictionStatus.CANCELLED, PredictionStatus.TIMEOUT,
-                               PredictionStatus.DELETED):
-            self.log.warning(
-                "Prediction %s from an earlier try ended %s; submitting a new one", previous.id, previous.status
-            )
+        if previous.status in TERMINAL_FAILURE_STATUSES:
+            self.log.warning("Prediction %s of an earlier try ended %s; submitting anew", previous.id, previous.status)
             return None
         self.log.info(
             "Reusing prediction %s submitted by an earlier try (status %s); not submitting again",
@@ -167,11 +205,82 @@ class WaveSpeedSubmitOperator(BaseOperator):
         return previous
 
     def _announce(self, context: Context, prediction: Prediction) -> None:
-        ti = context["ti"]
-        ti.xcom_push(key=LINK_XCOM_KEY, value=prediction_console_url(prediction.model or self.model, prediction.id))
+        url = prediction_console_url(prediction.model or self.model, prediction.id)
+        context["ti"].xcom_push(key=LINK_XCOM_KEY, value=url)
 
 
-class WaveSpeedDownloadOperator(BaseOperator):
+class _StoresOutputs:
+    """What the download and run operators share: checks, atomic storage, asset events."""
+
+    task_id: str
+    log: Any
+    if TYPE_CHECKING:
+
+        @property
+        def hook(self) -> WaveSpeedHook: ...
+
+    def _init_storage(
+        self,
+        destination: str,
+        filename: str | None,
+        destination_conn_id: str | None,
+        nsfw_policy: str,
+        max_concurrency: int,
+        asset_alias: str | None,
+    ) -> None:
+        self.destination = destination
+        self.filename = filename
+        self.destination_conn_id = destination_conn_id
+        self.nsfw_policy = check_nsfw_policy(nsfw_policy)
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.max_concurrency = max_concurrency
+        self.asset_alias = asset_alias
+
+    def _alias_outlets(self, outlets: Any) -> list[Any]:
+        from airflow.sdk import AssetAlias
+
+        current = list(outlets or [])
+        if self.asset_alias and not any(getattr(o, "name", None) == self.asset_alias for o in current):
+            current.append(AssetAlias(self.asset_alias))
+        return current
+
+    def _prepared_destination(self) -> Destination:
+        try:
+            destination = Destination(self.destination, self.destination_conn_id)
+            destination.prepare()
+        except WaveSpeedError as exc:
+            raise final_error(exc, self.task_id) from None
+        return destination
+
+    def _store(self, context: Context, prediction: Prediction, destination: Destination) -> list[str]:
+        if not prediction.is_terminal:
+            raise AirflowFailException(
+                f"{self.task_id}: prediction {prediction.id} is still {prediction.status}; "
+                "wait for it with WaveSpeedPredictionSensor before downloading"
+            )
+        completed_result(prediction, self.nsfw_policy, self.log)
+        skip = frozenset(flagged_outputs(prediction)) if self.nsfw_policy == "skip" else frozenset()
+        if not prediction.output_urls():
+            raise AirflowFailException(f"{self.task_id}: prediction {prediction.id} completed without outputs")
+        try:
+            stored = store_outputs(
+                self.hook.client,
+                prediction,
+                destination,
+                stem=self.filename,
+                skip=skip,
+                max_concurrency=self.max_concurrency,
+            )
+        except WaveSpeedError as exc:
+            raise final_error(exc, self.task_id) from None
+        self.log.info("Stored %d output(s) of %s in %s", len(stored), prediction.id, destination)
+        if self.asset_alias:
+            emit_output_events(context, self.asset_alias, stored, prediction)
+        return stored
+
+
+class WaveSpeedDownloadOperator(_StoresOutputs, BaseOperator):
     """
     Stream a completed prediction's outputs to a local directory or object storage.
 
@@ -188,6 +297,8 @@ class WaveSpeedDownloadOperator(BaseOperator):
     :param wavespeed_conn_id: connection holding the API key.
     :param nsfw_policy: ``keep`` (warn), ``skip`` (do not store flagged outputs) or ``fail``.
     :param max_concurrency: how many outputs to download at once.
+    :param asset_alias: emit an asset event per stored file through ``AssetAlias(asset_alias)``,
+        with the prediction id and model in the event's extra.
     """
 
     template_fields: Sequence[str] = ("prediction_id", "destination", "filename")
@@ -203,54 +314,116 @@ class WaveSpeedDownloadOperator(BaseOperator):
         wavespeed_conn_id: str = WaveSpeedHook.default_conn_name,
         nsfw_policy: str = "keep",
         max_concurrency: int = 4,
+        asset_alias: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.prediction_id = prediction_id
-        self.destination = destination
-        self.filename = filename
-        self.destination_conn_id = destination_conn_id
         self.wavespeed_conn_id = wavespeed_conn_id
-        self.nsfw_policy = check_nsfw_policy(nsfw_policy)
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        self.max_concurrency = max_concurrency
+        self._init_storage(destination, filename, destination_conn_id, nsfw_policy, max_concurrency, asset_alias)
+        self.outlets = self._alias_outlets(self.outlets)
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
         return WaveSpeedHook(self.wavespeed_conn_id)
 
     def execute(self, context: Context) -> list[str]:
+        destination = self._prepared_destination()
         try:
-            prediction_id = check_prediction_id(self.prediction_id)
-            destination = Destination(self.destination, self.destination_conn_id)
-            destination.prepare()
-            prediction = self.hook.get_prediction(prediction_id)
+            prediction = self.hook.get_prediction(check_prediction_id(self.prediction_id))
         except WaveSpeedError as exc:
-            raise _final(exc, self.task_id) from None
-        if not prediction.is_terminal:
-            raise AirflowFailException(
-                f"{self.task_id}: prediction {prediction_id} is still {prediction.status}; "
-                "wait for it with WaveSpeedPredictionSensor before downloading"
-            )
-        if not prediction.succeeded:
-            raise AirflowFailException(f"{self.task_id}: {prediction.failure()}")
-        flagged = flagged_outputs(prediction)
-        if flagged and self.nsfw_policy == "fail":
-            raise AirflowFailException(f"{self.task_id}: outputs {flagged} of {prediction_id} were flagged NSFW")
-        skip = frozenset(flagged) if self.nsfw_policy == "skip" else frozenset()
-        if not prediction.output_urls():
-            raise AirflowFailException(f"{self.task_id}: prediction {prediction_id} completed without outputs")
-        try:
-            stored = store_outputs(
-                self.hook.client,
-                prediction,
-                destination,
-                stem=self.filename,
-                skip=skip,
-                max_concurrency=self.max_concurrency,
-            )
-        except WaveSpeedError as exc:
-            raise _final(exc, self.task_id) from None
-        self.log.info("Stored %d output(s) of %s in %s", len(stored), prediction_id, destination)
-        return stored
+            raise final_error(exc, self.task_id) from None
+        return self._store(context, prediction, destination)
+
+
+class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
+    """
+    Submit, wait (deferred by default) and store the outputs, in one task.
+
+    The same guarantees as the three separate tasks: a retry reuses the prediction instead of
+    paying again, the wait carries an absolute deadline through triggerer restarts, and files
+    are written atomically. Returns ``{"prediction_id", "model", "outputs": [stored paths], "timings"}``.
+
+    Takes every parameter of :class:`WaveSpeedSubmitOperator` and of
+    :class:`WaveSpeedDownloadOperator` (except ``prediction_id``), plus:
+
+    :param deferrable: wait in the triggerer (default) instead of the worker.
+    :param wait_timeout: give up waiting after this many seconds (default 3 hours).
+    :param poll_interval: shortest pause between polls (default 2 s images, 5 s video).
+    :param max_poll_interval: longest pause between polls.
+    """
+
+    template_fields: Sequence[str] = ("model", "inputs", "webhook", "destination", "filename")
+
+    def __init__(
+        self,
+        *,
+        destination: str,
+        filename: str | None = None,
+        destination_conn_id: str | None = None,
+        nsfw_policy: str = "keep",
+        max_concurrency: int = 4,
+        asset_alias: str | None = None,
+        deferrable: bool = True,
+        wait_timeout: float = 3 * 3600,
+        poll_interval: float | None = None,
+        max_poll_interval: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._init_storage(destination, filename, destination_conn_id, nsfw_policy, max_concurrency, asset_alias)
+        self.outlets = self._alias_outlets(self.outlets)
+        self.deferrable = deferrable
+        if wait_timeout <= 0:
+            raise ValueError(f"wait_timeout must be > 0 seconds, got {wait_timeout}")
+        self.wait_timeout = wait_timeout
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+
+    def execute(self, context: Context) -> Any:
+        self._prepared_destination()
+        prediction = self.submit_or_reuse(context)
+        if prediction.is_terminal:
+            return self._finish(context, prediction)
+        trigger = WaveSpeedPredictionTrigger(
+            prediction_id=prediction.id,
+            wavespeed_conn_id=self.wavespeed_conn_id,
+            deadline=time.time() + self.wait_timeout,
+            started_at=started_at_of(prediction),
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            model=prediction.model,
+        )
+        if not self.deferrable:
+            return self._finish(context, self._wait_in_worker(trigger))
+        self.log.info("Prediction %s is %s; deferring to the triggerer", prediction.id, prediction.status)
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.wait_timeout) + DEFER_TIMEOUT_GRACE,
+        )
+
+    def _wait_in_worker(self, trigger: WaveSpeedPredictionTrigger) -> Prediction:
+        minimum = self.poll_interval or default_min_interval(trigger.model)
+        schedule = PollSchedule(min_interval=minimum, max_interval=max(self.max_poll_interval, minimum))
+        assert trigger.deadline is not None
+        while True:
+            prediction = self.hook.get_prediction(trigger.prediction_id)
+            if prediction.is_terminal:
+                return prediction
+            now = time.time()
+            if now >= trigger.deadline:
+                raise deadline_failure(prediction.id, prediction.status, now - trigger.started_at)
+            time.sleep(min(schedule.next_interval(now - trigger.started_at), trigger.deadline - now))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        return self._finish(context, prediction_from_event(event, self.task_id))
+
+    def _finish(self, context: Context, prediction: Prediction) -> dict[str, Any]:
+        stored = self._store(context, prediction, self._prepared_destination())
+        return {
+            "prediction_id": prediction.id,
+            "model": prediction.model,
+            "outputs": stored,
+            "timings": prediction.raw.get("timings") or {},
+        }

@@ -19,14 +19,9 @@ from airflow_provider_wavespeed.outcomes import (
     AirflowFailException,
     check_nsfw_policy,
     completed_result,
-    deadline_failure,
+    prediction_from_event,
 )
-from airflow_provider_wavespeed.triggers.wavespeed import (
-    EVENT_DEADLINE,
-    EVENT_ERROR,
-    EVENT_TERMINAL,
-    WaveSpeedPredictionTrigger,
-)
+from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
 
 # Airflow's own deferral timeout is a backstop behind the trigger's deadline, never the first to fire.
 DEFER_TIMEOUT_GRACE = timedelta(minutes=5)
@@ -130,16 +125,4 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: validate the event, return the completed prediction or fail."""
-        if not isinstance(event, dict) or "event" not in event:
-            raise AirflowFailException(f"unexpected trigger event for prediction {self.prediction_id}: {event!r}")
-        kind = event["event"]
-        prediction_id = str(event.get("prediction_id") or self.prediction_id)
-        if kind == EVENT_TERMINAL and isinstance(event.get("prediction"), dict):
-            return completed_result(Prediction.from_api(event["prediction"]), self.nsfw_policy, self.log)
-        if kind == EVENT_DEADLINE:
-            raise deadline_failure(prediction_id, str(event.get("status") or ""), float(event.get("waited") or 0))
-        if kind == EVENT_ERROR:
-            raise AirflowFailException(
-                f"Waiting for WaveSpeed prediction {prediction_id} failed: {event.get('message')}"
-            )
-        raise AirflowFailException(f"unknown trigger event {kind!r} for prediction {prediction_id}")
+        return completed_result(prediction_from_event(event, self.task_id), self.nsfw_policy, self.log)

@@ -23,6 +23,7 @@ Typical use::
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import functools
 import json
@@ -61,8 +62,8 @@ TRIGGERER = "triggerer"
 
 _PROCESS_ORDER = (API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER)
 
-# A migrated, empty metadata DB per (python, airflow) in this interpreter: ``airflow db migrate``
-# costs ~7 s on SQLite, copying the file costs milliseconds.
+# Migrated, empty metadata DBs made in this interpreter, keyed by (python, airflow version, extra
+# env): ``airflow db migrate`` costs ~7 s on SQLite, copying the file costs milliseconds.
 _MIGRATED_DB_CACHE: dict[str, Path] = {}
 _CACHE_DIR: Path | None = None
 
@@ -217,7 +218,8 @@ class AirflowCluster:
         self._warm_cli: _WarmCli | None = None
         self._atexit_registered = False
         self._write_dags(dags)
-        self.env = self._build_env(env or {})
+        self._extra_env = dict(env or {})
+        self.env = self._build_env(self._extra_env)
 
     # ------------------------------------------------------------------ setup
 
@@ -248,11 +250,11 @@ class AirflowCluster:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "8",
+                "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor forks this many workers
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
                 "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.api_port),
@@ -357,7 +359,11 @@ class AirflowCluster:
         return proc
 
     def _migrate(self) -> None:
-        key = f"{sys.executable}|{_airflow_version()}"
+        # The migrated DB depends on the Airflow version and on config (e.g. the log filename
+        # template row), so the caller's extra environment is part of the cache key.
+        key = json.dumps([sys.executable, _airflow_version(), sorted(self._extra_env.items())])
+        if self.db_path.exists():  # started before: keep its history
+            return
         cached = _MIGRATED_DB_CACHE.get(key)
         if cached is not None and cached.exists():
             shutil.copy2(cached, self.db_path)
@@ -372,26 +378,39 @@ class AirflowCluster:
         shutil.copy2(self.db_path, copy)
         _MIGRATED_DB_CACHE[key] = copy
 
-    def start(self, timeout: float = 90.0) -> AirflowCluster:
-        """Migrate the DB, start all four processes and wait until they are up and the DAGs parsed."""
+    def start(self, timeout: float = 120.0) -> AirflowCluster:
+        """Migrate the DB, start all four processes and wait until they are up and the DAGs parsed.
+
+        On failure everything started so far is stopped and the error carries the relevant log tail;
+        the process logs stay on disk for :meth:`dump_logs`.
+        """
+        if self._processes or self._warm_cli is not None:
+            raise AirflowClusterError("the cluster is already started")
         if not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True
         deadline = time.monotonic() + timeout
-        self._migrate()
-        self._spawn(
-            API_SERVER, "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", str(self.api_port)
-        )
-        self._spawn(DAG_PROCESSOR, "dag-processor")
-        self._spawn(SCHEDULER, "scheduler", "--skip-serve-logs")
-        self._start_triggerer_process()
-        self._warm_cli = _WarmCli(
-            [sys.executable, "-c", _WARM_CLI_SCRIPT],
-            self.env,
-            self.home,
-            self._open_log(WARM_CLI, "starting the warm airflow CLI"),
-        )
+        # Every setting comes from the environment. An existing (empty) airflow.cfg stops each of
+        # the processes starting at once from writing a default one (with its own random keys).
+        config = self.home / "airflow.cfg"
+        if not config.exists():
+            config.write_text("# Written by the e2e harness: all settings come from AIRFLOW__* variables.\n")
         try:
+            # The warm CLI only imports Airflow until its first command: let it do that on the
+            # second CPU while `db migrate` runs.
+            self._warm_cli = _WarmCli(
+                [sys.executable, "-c", _WARM_CLI_SCRIPT],
+                self.env,
+                self.home,
+                self._open_log(WARM_CLI, "starting the warm airflow CLI"),
+            )
+            self._migrate()
+            self._spawn(
+                API_SERVER, "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", str(self.api_port)
+            )
+            self._spawn(DAG_PROCESSOR, "dag-processor")
+            self._spawn(SCHEDULER, "scheduler", "--skip-serve-logs")
+            self._start_triggerer_process()
             self._wait_api_server(deadline)
             self._wait_jobs_alive(["SchedulerJob", "TriggererJob", "DagProcessorJob"], deadline)
             self.wait_for_dags_parsed(timeout=max(1.0, deadline - time.monotonic()))
@@ -411,8 +430,8 @@ class AirflowCluster:
         self._start_triggerer_process()
         return self._wait_new_job("TriggererJob", after_id=before, deadline=time.monotonic() + timeout)
 
-    def kill_triggerer(self, sig: int = signal_module.SIGKILL, timeout: float = 15.0) -> None:
-        """Send ``sig`` (default SIGKILL) to the triggerer and every process below it, and reap them.
+    def kill_triggerer(self, signal: int = signal_module.SIGKILL, timeout: float = 15.0) -> None:
+        """Send ``signal`` (default SIGKILL) to the triggerer and every process below it; reap them.
 
         The triggerer's trigger runner lives in its own process group (the task SDK supervisor
         calls ``setpgid``), so the whole process tree is signalled, as a lost machine would be.
@@ -421,20 +440,25 @@ class AirflowCluster:
         if proc is None:
             raise AirflowClusterError("no triggerer is running")
         self._retired.append(proc)
-        _signal_tree(proc, sig)
+        _signal_tree(proc, signal)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
         if proc.poll() is None:
             _signal_tree(proc, signal_module.SIGKILL)
             proc.wait(timeout=timeout)
-        self._log_line(TRIGGERER, f"sent signal {sig} to the triggerer process tree (pid {proc.pid})")
+        self._log_line(TRIGGERER, f"sent signal {signal} to the triggerer process tree (pid {proc.pid})")
 
     def process(self, name: str) -> subprocess.Popen[bytes] | None:
         """The ``Popen`` of one of api-server, dag-processor, scheduler, triggerer."""
         return self._processes.get(name)
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Terminate every process group (SIGTERM, bounded wait, then SIGKILL). Safe to call twice."""
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM every process group, wait up to ``timeout`` s, then SIGKILL whatever is left.
+
+        Also kills descendants that moved to process groups of their own (task runners), and is
+        safe to call twice. The processes log their shutdown within ~0.3 s of SIGTERM, but the
+        interpreters take 1-9 s more to exit, so the default grace period is short.
+        """
         if self._warm_cli is not None:
             self._warm_cli.close()
             self._warm_cli = None
@@ -503,9 +527,10 @@ class AirflowCluster:
         url = f"{self.api_url}/execution/health"
 
         def probe() -> bool | None:
+            # The first request is slow (8-15 s on a busy 2-CPU box): cadwyn builds the versioned
+            # routes of the execution API lazily. Waiting here keeps that cost out of the first task.
             try:
-                # The first request is slow (~8 s on a busy 2-CPU box): the app is built lazily.
-                with urllib.request.urlopen(url, timeout=30) as resp:
+                with urllib.request.urlopen(url, timeout=max(1.0, deadline - time.monotonic())) as resp:
                     return True if resp.status == 200 else None
             except (urllib.error.URLError, OSError):
                 return None
@@ -520,12 +545,12 @@ class AirflowCluster:
             (job_type,),
         )
         if max_heartbeat_age is not None:
-            now = datetime.now(UTC).replace(tzinfo=None)
+            now = datetime.now(UTC)
             rows = [
                 r
                 for r in rows
                 if r["latest_heartbeat"]
-                and (now - datetime.fromisoformat(r["latest_heartbeat"])).total_seconds() < max_heartbeat_age
+                and (now - _utc(r["latest_heartbeat"])).total_seconds() < max_heartbeat_age
             ]
         return [row["id"] for row in rows]
 
@@ -855,6 +880,12 @@ class AirflowCluster:
 
 def _ti_key(task_id: str, map_index: int) -> str:
     return task_id if map_index in (-1, None) else f"{task_id}[{map_index}]"
+
+
+def _utc(value: str) -> datetime:
+    """Parse a DB timestamp (Airflow stores naive UTC strings in SQLite)."""
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _airflow_version() -> str:

@@ -84,7 +84,7 @@ def test_deferrable_sensor_defers_to_the_real_triggerer_and_resumes(cluster: Air
 
 
 def test_deferred_task_survives_sigkill_of_the_triggerer(cluster: AirflowCluster) -> None:
-    run_id = cluster.trigger(DAG_ID, conf={"wait_seconds": 15})
+    run_id = cluster.trigger(DAG_ID, conf={"wait_seconds": 12})
     cluster.wait_for_task_state(DAG_ID, run_id, "wait", "deferred", timeout=45)
     old = cluster.wait_for_trigger_assigned(DAG_ID, run_id, "wait", timeout=20)["triggerer_id"]
     cluster.wait_for_trigger_log(DAG_ID, run_id, "wait", old, "trigger starting", timeout=20)

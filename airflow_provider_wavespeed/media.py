@@ -1,0 +1,59 @@
+"""Media inputs from anywhere: a public URL passes through; a local file or an object-storage URI
+(``ObjectStoragePath``, e.g. ``s3://conn@bucket/key``) is uploaded first and replaced by its URL."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+PASS_THROUGH_SCHEMES = ("http://", "https://", "data:")
+
+
+def is_media_reference(value: Any) -> bool:
+    """True for values that must be uploaded: ``file://``/object-storage URIs and existing local files."""
+    if not isinstance(value, str) or not value.strip() or "\n" in value:
+        return False
+    text = value.strip()
+    if text.startswith(PASS_THROUGH_SCHEMES):
+        return False
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        return scheme.replace("+", "").replace("-", "").isalnum()
+    if text.startswith(("/", "~", "./", "../")):
+        return Path(text).expanduser().is_file()
+    return False
+
+
+@contextmanager
+def open_media(reference: str, conn_id: str | None = None) -> Iterator[tuple[BinaryIO, str, int, str | None]]:
+    """Open a local path or object-storage URI: ``(stream, filename, size, content_type)``."""
+    text = reference.strip()
+    if "://" not in text or text.startswith("file://"):
+        path = Path(text.removeprefix("file://")).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"media input {reference!r} is not a readable file")
+        with path.open("rb") as stream:
+            yield stream, path.name, path.stat().st_size, mimetypes.guess_type(path.name)[0]
+        return
+    from airflow.sdk import ObjectStoragePath
+
+    remote = ObjectStoragePath(text, conn_id=conn_id)
+    if not remote.is_file():
+        raise FileNotFoundError(f"media input {reference!r} does not exist in object storage")
+    size = int(remote.stat()["size"])
+    with remote.open("rb") as stream:
+        yield stream, remote.name, size, mimetypes.guess_type(remote.name)[0]
+
+
+def resolve_media_inputs(inputs: Mapping[str, Any], upload: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of ``inputs`` with every media reference (also inside lists) replaced by its uploaded URL."""
+    resolved: dict[str, Any] = {}
+    for name, value in inputs.items():
+        if isinstance(value, list):
+            resolved[name] = [upload(v) if is_media_reference(v) else v for v in value]
+        else:
+            resolved[name] = upload(value) if is_media_reference(value) else value
+    return resolved
