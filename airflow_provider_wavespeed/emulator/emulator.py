@@ -162,9 +162,10 @@ class WaveSpeedEmulator:
 
     @property
     def predictions(self) -> dict[str, PredictionRecord]:
+        """Snapshot of id -> record (model, inputs, created_ns/created_at, outcome, ...); records are live."""
         if self._ctx is None:
             return {}
-        return self._ctx.state.predictions
+        return dict(self._ctx.state.predictions)
 
     @property
     def spool_dir(self) -> str | None:

@@ -248,6 +248,8 @@ class _HttpConnection:
                     buffered += len(chunk)
                     if stream.on_progress is not None:
                         stream.on_progress(len(chunk))
+                    if sent == stream.length and stream.on_complete is not None:
+                        stream.on_complete()  # before the last bytes leave: clients never see stale stats
                     if buffered >= FLUSH_BYTES:
                         self._flush()
                         buffered = 0
@@ -262,11 +264,11 @@ class _HttpConnection:
             self._flush()
             await self.writer.drain()
             return False
+        if stream.length == 0 and stream.on_complete is not None:
+            stream.on_complete()
         self._send(h11.EndOfMessage())
         self._flush()
         await self.writer.drain()
-        if stream.on_complete is not None:
-            stream.on_complete()
         return True
 
     async def _reply_protocol_error(self, exc: h11.RemoteProtocolError) -> None:
@@ -304,6 +306,7 @@ class EmulatorServer:
         stats = self.app.ctx.stats
         stats.connections_opened += 1
         stats.connections_open += 1
+        stats.connections_peak = max(stats.connections_peak, stats.connections_open)
         writer.transport.set_write_buffer_limits(high=4 * CHUNK_SIZE)
         try:
             await _HttpConnection(self.app, reader, writer).run()

@@ -42,6 +42,8 @@ class EmulatorStats:
     #: TCP connections accepted in total / open right now (keep-alive shows as opened << requests).
     connections_opened: int = 0
     connections_open: int = 0
+    #: Most connections open at the same time since the last reset.
+    connections_peak: int = 0
     #: Every HTTP request received (any path).
     requests_total: int = 0
 
@@ -62,7 +64,7 @@ class EmulatorStats:
         fresh = EmulatorStats()
         for f in dataclasses.fields(self):
             setattr(self, f.name, getattr(fresh, f.name))
-        self.connections_open = open_now
+        self.connections_open = self.connections_peak = open_now
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

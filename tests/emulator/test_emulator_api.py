@@ -37,9 +37,9 @@ UNAUTHORIZED = {"code": 401, "message": "Unauthorized: invalid API key", "data":
     ],
 )
 def test_missing_or_wrong_api_key_is_rejected_with_401_envelope(
-    wavespeed_emulator: WaveSpeedEmulator, headers: dict[str, str], method: str, path: str
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, headers: dict[str, str], method: str, path: str
 ) -> None:
-    response = httpx.request(method, wavespeed_emulator.base_url + path, headers=headers, json=AVATAR_INPUTS)
+    response = http.request(method, wavespeed_emulator.base_url + path, headers=headers, json=AVATAR_INPUTS)
     assert response.status_code == 401
     assert response.json() == UNAUTHORIZED
     assert wavespeed_emulator.stats.submits_accepted == 0
@@ -154,7 +154,7 @@ def test_unknown_prediction_id_gets_404(api: httpx.Client) -> None:
 
 
 def test_status_progresses_created_processing_completed_and_output_bytes_match(
-    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client, submit: Submit
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client, submit: Submit
 ) -> None:
     prediction = submit()
     seen: list[str] = []
@@ -175,7 +175,7 @@ def test_status_progresses_created_processing_completed_and_output_bytes_match(
     # The bare /predictions/{id} form answers the same object.
     assert api.get(f"/api/v3/predictions/{prediction['id']}").json()["data"] == data
 
-    download = httpx.get(data["outputs"][0])  # no Authorization, like the CDN
+    download = http.get(data["outputs"][0])  # no Authorization, like the CDN
     assert download.status_code == 200
     assert download.headers["content-type"] == "video/mp4"
     assert int(download.headers["content-length"]) == 64 * 1024
@@ -202,7 +202,7 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def test_outputs_are_valid_png_and_mp4_files(
-    wavespeed_emulator: WaveSpeedEmulator, submit: Submit, wait_terminal: Wait
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, submit: Submit, wait_terminal: Wait
 ) -> None:
     wavespeed_emulator.config.run_seconds = 0.05
     wavespeed_emulator.config.model_output_size = {"wavespeed-ai/flux-dev": 5000}
@@ -214,7 +214,7 @@ def test_outputs_are_valid_png_and_mp4_files(
     bodies = []
     for index, url in enumerate(image_done["outputs"]):
         assert url.endswith(f"/{index}.png")
-        response = httpx.get(url)
+        response = http.get(url)
         assert response.headers["content-type"] == "image/png"
         assert len(response.content) == 5000
         chunks = _png_chunks(response.content)
@@ -225,7 +225,7 @@ def test_outputs_are_valid_png_and_mp4_files(
         bodies.append(response.content)
     assert bodies[0] != bodies[1]  # deterministic per (prediction, index), not identical
 
-    mp4 = httpx.get(video_done["outputs"][0]).content
+    mp4 = http.get(video_done["outputs"][0]).content
     assert mp4[4:12] == b"ftypisom"
     (ftyp_size,) = struct.unpack(">I", mp4[:4])
     (mdat_size,) = struct.unpack(">I", mp4[ftyp_size : ftyp_size + 4])
@@ -312,18 +312,22 @@ def test_history_lists_recent_first_and_filters_by_model_status_and_time(
 
 
 def test_delete_marks_predictions_deleted_and_their_outputs_404(
-    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client, submit: Submit, wait_terminal: Wait
+    http: httpx.Client,
+    wavespeed_emulator: WaveSpeedEmulator,
+    api: httpx.Client,
+    submit: Submit,
+    wait_terminal: Wait,
 ) -> None:
     done = wait_terminal(submit()["id"])
     other = submit()
     output_url = done["outputs"][0]
-    assert httpx.get(output_url).status_code == 200
+    assert http.get(output_url).status_code == 200
 
     response = api.post("/api/v3/predictions/delete", json={"ids": [done["id"], "unknown-id", done["id"]]})
     assert response.json() == {"code": 200, "message": "success", "data": {"deleted_count": 1}}
     data = api.get(f"/api/v3/predictions/{done['id']}/result").json()["data"]
     assert data["status"] == "deleted" and data["outputs"] == [] and data["has_nsfw_contents"] == []
-    assert httpx.get(output_url).status_code == 404
+    assert http.get(output_url).status_code == 404
     history = api.post("/api/v3/predictions", json={}).json()["data"]
     assert [item["id"] for item in history["items"]] == [other["id"]]
     again = api.post("/api/v3/predictions/delete", json={"ids": [done["id"]]})

@@ -87,14 +87,14 @@ def test_lost_submit_reply_is_a_connection_error_but_the_prediction_exists_and_i
 
 
 def test_cut_download_sends_full_content_length_then_closes_early(
-    wavespeed_emulator: WaveSpeedEmulator, submit: Submit, wait_terminal: Wait
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, submit: Submit, wait_terminal: Wait
 ) -> None:
     wavespeed_emulator.config.run_seconds = 0.05
     wavespeed_emulator.config.output_size = 200_000
     url = wait_terminal(submit()["id"])["outputs"][0]
     wavespeed_emulator.configure(cut_downloads=1, cut_after_bytes=5000)
     received = bytearray()
-    with httpx.Client() as client, client.stream("GET", url) as response:
+    with http.stream("GET", url) as response:
         assert response.headers["content-length"] == "200000"
         with pytest.raises(httpx.TransportError):
             for chunk in response.iter_raw():
@@ -103,7 +103,7 @@ def test_cut_download_sends_full_content_length_then_closes_early(
     stats = wavespeed_emulator.stats
     assert (stats.downloads_started, stats.downloads_completed, stats.cut_downloads) == (1, 0, 1)
 
-    ranged = httpx.get(url, headers={"Range": "bytes=5000-"})  # resume works, switch counted down
+    ranged = http.get(url, headers={"Range": "bytes=5000-"})  # resume works, switch counted down
     assert ranged.status_code == 206 and len(ranged.content) == 195_000
     prediction_id = url.split("/")[-2]
     assert bytes(received) + ranged.content == wavespeed_emulator.expected_output_bytes(prediction_id)

@@ -25,10 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_http_control_endpoints_set_switches_report_stats_and_reset(
-    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
 ) -> None:
     control = f"{wavespeed_emulator.base_url}/_emulator"
-    update = httpx.post(
+    update = http.post(
         f"{control}/config", json={"balance": 5.0, "next_outcomes": ["failed"], "run_seconds": 2}
     )
     assert update.status_code == 200
@@ -37,20 +37,20 @@ def test_http_control_endpoints_set_switches_report_stats_and_reset(
     assert wavespeed_emulator.config.run_seconds == 2.0
     assert api.post(f"/api/v3/{AVATAR}", json=AVATAR_INPUTS).status_code == 200
 
-    stats = httpx.get(f"{control}/stats").json()["data"]
+    stats = http.get(f"{control}/stats").json()["data"]
     assert stats["submits_accepted"] == 1 and stats["submits_by_model"] == {AVATAR: 1}
     assert stats["requests_by_status"]["200"] >= 2
     assert stats["balance"] == pytest.approx(4.85) and stats["predictions"] == 1
-    predictions = httpx.get(f"{control}/predictions").json()["data"]
+    predictions = http.get(f"{control}/predictions").json()["data"]
     assert [p["outcome"] for p in predictions.values()] == ["failed"]
-    assert httpx.get(f"{control}/config").json()["data"]["run_seconds"] == 2.0
+    assert http.get(f"{control}/config").json()["data"]["run_seconds"] == 2.0
 
-    assert httpx.post(f"{control}/reset").json()["data"] == {"reset": True}
+    assert http.post(f"{control}/reset").json()["data"] == {"reset": True}
     assert wavespeed_emulator.predictions == {}
     assert wavespeed_emulator.config.balance == 100.0
     assert wavespeed_emulator.config.run_seconds == 0.3  # the fixture's start-up value, not the class default
     assert wavespeed_emulator.config.next_outcomes == []
-    assert httpx.get(f"{control}/stats").json()["data"]["submits_accepted"] == 0
+    assert http.get(f"{control}/stats").json()["data"]["submits_accepted"] == 0
 
 
 @pytest.mark.parametrize(
@@ -63,10 +63,10 @@ def test_http_control_endpoints_set_switches_report_stats_and_reset(
     ],
 )
 def test_control_config_rejects_bad_switches_without_changing_anything(
-    wavespeed_emulator: WaveSpeedEmulator, body: dict[str, object], message: str
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, body: dict[str, object], message: str
 ) -> None:
     before = wavespeed_emulator.config.to_json()
-    response = httpx.post(f"{wavespeed_emulator.base_url}/_emulator/config", json={"balance": 1.0, **body})
+    response = http.post(f"{wavespeed_emulator.base_url}/_emulator/config", json={"balance": 1.0, **body})
     assert response.status_code == 400 and message in response.json()["message"]
     assert wavespeed_emulator.config.to_json() == before
 
@@ -94,7 +94,7 @@ def _free_port() -> int:
         return port
 
 
-def test_cli_serves_on_the_given_port_and_exits_cleanly_on_sigterm() -> None:
+def test_cli_serves_on_the_given_port_and_exits_cleanly_on_sigterm(http: httpx.Client) -> None:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "airflow_provider_wavespeed.emulator", "--port", str(port)]
@@ -113,11 +113,11 @@ def test_cli_serves_on_the_given_port_and_exits_cleanly_on_sigterm() -> None:
         assert process.stdout.readline().strip() == f"WaveSpeed emulator listening on http://127.0.0.1:{port}"
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": "Bearer k1"}
-        created = httpx.post(f"{base}/api/v3/{AVATAR}", headers=headers, json=AVATAR_INPUTS).json()["data"]
-        done = httpx.get(created["urls"]["get"], headers=headers).json()["data"]
+        created = http.post(f"{base}/api/v3/{AVATAR}", headers=headers, json=AVATAR_INPUTS).json()["data"]
+        done = http.get(created["urls"]["get"], headers=headers).json()["data"]
         assert done["status"] == "completed"
-        assert len(httpx.get(done["outputs"][0]).content) == 1000
-        assert httpx.get(f"{base}/_emulator/stats").json()["data"]["submits_accepted"] == 1
+        assert len(http.get(done["outputs"][0]).content) == 1000
+        assert http.get(f"{base}/_emulator/stats").json()["data"]["submits_accepted"] == 1
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -134,29 +134,30 @@ def test_cli_refuses_non_loopback_host_without_opt_in(capsys: pytest.CaptureFixt
     assert "--allow-non-loopback" in capsys.readouterr().err
 
 
-def test_300_concurrent_keepalive_clients_poll_without_errors() -> None:
-    clients, polls_each = 300, 5
+def test_300_concurrent_keepalive_clients_poll_without_errors(http: httpx.Client) -> None:
+    clients, polls_each = 300, 3
     config = EmulatorConfig(queue_seconds=0.05, run_seconds=0.3)
     with WaveSpeedEmulator(config) as emulator:
         headers = {"Authorization": f"Bearer {emulator.api_key}"}
-        prediction_id = httpx.post(
-            f"{emulator.base_url}/api/v3/{AVATAR}", headers=headers, json=AVATAR_INPUTS
-        ).json()["data"]["id"]
+        submitted = http.post(f"{emulator.base_url}/api/v3/{AVATAR}", headers=headers, json=AVATAR_INPUTS)
+        prediction_id = submitted.json()["data"]["id"]
         url = f"{emulator.base_url}/api/v3/predictions/{prediction_id}/result"
-        tls = ssl.create_default_context()  # shared: httpx loads CA certs per client otherwise (~0.1 s each)
+        tls = ssl.create_default_context()  # shared: httpx loads the CA bundle per client otherwise
 
-        async def poller() -> list[str]:
+        async def poller(all_connected: asyncio.Barrier) -> list[str]:
             statuses = []
             async with httpx.AsyncClient(headers=headers, timeout=30, verify=tls) as client:
-                for _ in range(polls_each):  # bounded
+                for poll in range(polls_each):  # bounded
                     response = await client.get(url)
                     response.raise_for_status()
                     statuses.append(response.json()["data"]["status"])
-                    await asyncio.sleep(0.05)
+                    if poll == 0:
+                        await asyncio.wait_for(all_connected.wait(), 60)  # all 300 connections open at once
             return statuses
 
         async def run_all() -> list[list[str]]:
-            return await asyncio.gather(*(poller() for _ in range(clients)))
+            barrier = asyncio.Barrier(clients)
+            return await asyncio.gather(*(poller(barrier) for _ in range(clients)))
 
         results = asyncio.run(run_all())
         stats = emulator.stats
@@ -165,3 +166,4 @@ def test_300_concurrent_keepalive_clients_poll_without_errors() -> None:
         assert stats.polls_by_prediction[prediction_id] == clients * polls_each
         assert stats.requests_by_status == {200: clients * polls_each + 1}
         assert stats.connections_opened == clients + 1  # keep-alive: one connection per client
+        assert stats.connections_peak >= clients

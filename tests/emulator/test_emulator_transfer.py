@@ -18,7 +18,7 @@ PAYLOAD = os.urandom(300_000) + b"tail"
 
 
 def test_upload_ticket_then_unauthenticated_put_makes_download_url_serve_the_bytes(
-    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
 ) -> None:
     response = api.post(
         "/api/v3/media/uploads",
@@ -34,11 +34,11 @@ def test_upload_ticket_then_unauthenticated_put_makes_download_url_serve_the_byt
     assert data["download_url"].startswith(f"{base}/media/uploads/") and data["download_url"].endswith(
         "/face.png"
     )
-    assert httpx.get(data["download_url"]).status_code == 404  # nothing uploaded yet
+    assert http.get(data["download_url"]).status_code == 404  # nothing uploaded yet
 
-    put = httpx.put(data["upload"]["url"], content=PAYLOAD, headers=data["upload"]["headers"])  # no auth
+    put = http.put(data["upload"]["url"], content=PAYLOAD, headers=data["upload"]["headers"])  # no auth
     assert 200 <= put.status_code < 300
-    download = httpx.get(data["download_url"])
+    download = http.get(data["download_url"])
     assert download.status_code == 200
     assert download.headers["content-type"] == "image/png"
     assert download.content == PAYLOAD
@@ -60,14 +60,14 @@ def test_upload_ticket_validates_its_body(api: httpx.Client, body: dict[str, Any
     assert response.status_code == 400 and message in response.json()["message"]
 
 
-def test_upload_ticket_guesses_type_from_filename(api: httpx.Client) -> None:
+def test_upload_ticket_guesses_type_from_filename(http: httpx.Client, api: httpx.Client) -> None:
     data = api.post("/api/v3/media/uploads", json={"filename": "voice.mp3", "size": 10}).json()["data"]
     assert data["type"] == "audio" and data["upload"]["headers"]["Content-Type"] == "audio/mpeg"
-    assert httpx.put(f"{data['upload']['url']}-bogus", content=b"x").status_code == 404
+    assert http.put(f"{data['upload']['url']}-bogus", content=b"x").status_code == 404
 
 
 def test_legacy_multipart_upload_stores_the_file_field(
-    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
 ) -> None:
     response = api.post(
         "/api/v3/media/upload/binary",
@@ -78,9 +78,9 @@ def test_legacy_multipart_upload_stores_the_file_field(
     data = response.json()["data"]
     assert set(data) == {"type", "download_url", "filename", "size"}
     assert (data["type"], data["filename"], data["size"]) == ("audio", "voice.wav", len(PAYLOAD))
-    download = httpx.get(data["download_url"])
+    download = http.get(data["download_url"])
     assert download.content == PAYLOAD and download.headers["content-type"] == "audio/wav"
-    ranged = httpx.get(data["download_url"], headers={"Range": "bytes=10-19"})
+    ranged = http.get(data["download_url"], headers={"Range": "bytes=10-19"})
     assert ranged.status_code == 206 and ranged.content == PAYLOAD[10:20]
     assert wavespeed_emulator.stats.uploads == 1
     missing = api.post("/api/v3/media/upload/binary", files={"other": ("x.bin", b"1")})
@@ -97,12 +97,12 @@ def test_upload_ticket_switch_off_answers_404_so_clients_fall_back_to_legacy(
     assert legacy.status_code == 200 and legacy.json()["data"]["type"] == "image"
 
 
-def test_stop_removes_uploaded_files() -> None:
+def test_stop_removes_uploaded_files(http: httpx.Client) -> None:
     emulator = WaveSpeedEmulator().start()
     try:
         headers = {"Authorization": f"Bearer {emulator.api_key}"}
         url = f"{emulator.base_url}/api/v3/media/upload/binary"
-        assert httpx.post(url, headers=headers, files={"file": ("a.bin", b"abc")}).status_code == 200
+        assert http.post(url, headers=headers, files={"file": ("a.bin", b"abc")}).status_code == 200
         spool = emulator.spool_dir
         assert spool is not None and os.listdir(spool)
     finally:
@@ -120,41 +120,41 @@ def finished_output(wavespeed_emulator: WaveSpeedEmulator, submit: Submit, wait_
 
 
 def test_output_range_requests_get_206_with_content_range(
-    wavespeed_emulator: WaveSpeedEmulator, finished_output: str
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, finished_output: str
 ) -> None:
     prediction_id = finished_output.split("/")[-2]
     full = wavespeed_emulator.expected_output_bytes(prediction_id)
     assert len(full) == 10_000
-    plain = httpx.get(finished_output)
+    plain = http.get(finished_output)
     assert plain.status_code == 200 and plain.headers["accept-ranges"] == "bytes"
     cases = {"bytes=100-199": (100, 199), "bytes=9000-": (9000, 9999), "bytes=-10": (9990, 9999)}
     for header, (first, last) in cases.items():
-        response = httpx.get(finished_output, headers={"Range": header})
+        response = http.get(finished_output, headers={"Range": header})
         assert response.status_code == 206, header
         assert response.headers["content-range"] == f"bytes {first}-{last}/10000"
         assert int(response.headers["content-length"]) == last - first + 1
         assert response.content == full[first : last + 1]
-    beyond = httpx.get(finished_output, headers={"Range": "bytes=10000-"})
+    beyond = http.get(finished_output, headers={"Range": "bytes=10000-"})
     assert beyond.status_code == 416 and beyond.headers["content-range"] == "bytes */10000"
-    head = httpx.head(finished_output)
+    head = http.head(finished_output)
     assert head.status_code == 200 and head.headers["content-length"] == "10000" and head.content == b""
     assert wavespeed_emulator.stats.downloads_started == 4  # HEAD and 416 are not downloads
 
 
 def test_range_support_off_serves_full_body_without_accept_ranges(
-    wavespeed_emulator: WaveSpeedEmulator, finished_output: str
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, finished_output: str
 ) -> None:
     wavespeed_emulator.config.range_support = False
-    response = httpx.get(finished_output, headers={"Range": "bytes=100-199"})
+    response = http.get(finished_output, headers={"Range": "bytes=100-199"})
     assert response.status_code == 200
     assert "accept-ranges" not in response.headers and "content-range" not in response.headers
     assert len(response.content) == 10_000
 
 
 def test_outputs_are_404_until_the_prediction_completes(
-    wavespeed_emulator: WaveSpeedEmulator, submit: Submit
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, submit: Submit
 ) -> None:
     wavespeed_emulator.config.queue_seconds = 60
     prediction = submit()
-    assert httpx.get(wavespeed_emulator.output_url(prediction["id"])).status_code == 404
-    assert httpx.get(f"{wavespeed_emulator.base_url}/media/outputs/nope/0.mp4").status_code == 404
+    assert http.get(wavespeed_emulator.output_url(prediction["id"])).status_code == 404
+    assert http.get(f"{wavespeed_emulator.base_url}/media/outputs/nope/0.mp4").status_code == 404
