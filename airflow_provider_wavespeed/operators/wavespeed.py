@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -154,7 +154,12 @@ class WaveSpeedSubmitOperator(BaseOperator):
         fingerprint = inputs_fingerprint(model, inputs)
         store = context.get("task_state_store") if self.reuse_existing else None
         try:
-            reused = self._reusable_prediction(store, fingerprint)
+            if store is not None:
+                reused = self._reusable_prediction(store, fingerprint)
+            elif self.reuse_existing:
+                reused = self._reusable_from_history(context, model, inputs)
+            else:
+                reused = None
             if reused is not None:
                 self._announce(context, reused)
                 return reused
@@ -203,6 +208,39 @@ class WaveSpeedSubmitOperator(BaseOperator):
             previous.status,
         )
         return previous
+
+    def _reusable_from_history(self, context: Context, model: str, inputs: dict[str, Any]) -> Prediction | None:
+        """Airflow < 3.3 has no task_state_store: find an earlier try's prediction in the history instead.
+
+        Candidates are this model's predictions created since the DAG run started that did not fail.
+        Where the history shows inputs, they must match. One candidate is reused; several fail the
+        task with their ids rather than risk paying twice or adopting someone else's prediction.
+        """
+        ti = context["ti"]
+        if getattr(ti, "try_number", 1) <= 1:
+            return None
+        dag_run = context.get("dag_run")
+        since = getattr(dag_run, "start_date", None) or getattr(dag_run, "queued_at", None)
+        if since is None:
+            return None
+        since_iso = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        candidates = [
+            p
+            for p in self.hook.list_predictions(model=model, created_after=since_iso)
+            if p.status not in TERMINAL_FAILURE_STATUSES and p.raw.get("input", inputs) == inputs
+        ]
+        if not candidates:
+            self.log.info("No prediction of an earlier try found in the history; submitting")
+            return None
+        if len(candidates) > 1:
+            ids = ", ".join(p.id for p in candidates)
+            raise AirflowFailException(
+                f"{self.task_id}: try {ti.try_number} cannot tell which of these predictions an earlier try "
+                f"submitted: {ids}. Not submitting again to avoid paying twice; pass the right id to the sensor, "
+                "or set reuse_existing=False to submit anew (Airflow >= 3.3 tracks this exactly)."
+            )
+        self.log.info("Reusing prediction %s of an earlier try (history); not submitting again", candidates[0].id)
+        return candidates[0]
 
     def _announce(self, context: Context, prediction: Prediction) -> None:
         url = prediction_console_url(prediction.model or self.model, prediction.id)
