@@ -77,7 +77,8 @@ def test_http_errors_map_to_typed_errors_carrying_the_api_message(status, error)
 
 def test_an_http_200_envelope_with_an_error_code_is_an_error():
     with pytest.raises(WaveSpeedRequestError, match="bad thing"):
-        protocol.parse_reply(protocol.get_balance(), 200, {}, json.dumps({"code": 400, "message": "bad thing"}).encode())
+        body = json.dumps({"code": 400, "message": "bad thing"}).encode()
+        protocol.parse_reply(protocol.get_balance(), 200, {}, body)
 
 
 def test_retry_after_is_read_from_seconds_and_from_http_dates():
