@@ -195,15 +195,16 @@ def worker(payload: str) -> None:
 
     from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger  # noqa: F401
 
-    result = asyncio.run(_worker_main(cfg))
-    print(json.dumps(result), flush=True)
+    results = [asyncio.run(_worker_main({**cfg, "variant": variant})) for variant in cfg["variants"]]
+    print(json.dumps(results), flush=True)
 
 
 # -- orchestrator ----------------------------------------------------------------------------------
 
 
-def _measure(emulator: common.EmulatorProcess, variant: str, ids_file: str, n: int, interval: float,
-             warmup: float, window: float, start: str) -> dict[str, Any]:
+def _measure(emulator: common.EmulatorProcess, variants: tuple[str, ...], ids_file: str, n: int,
+             interval: float, warmup: float, window: float, start: str) -> list[dict[str, Any]]:
+    """Run ``variants`` one after another in one fresh interpreter (one variant per worker for clean RSS)."""
     env = {
         "AIRFLOW_CONN_WAVESPEED_DEFAULT": emulator.connection_json(),
         "AIRFLOW_CONN_HTTP_DEFAULT": json.dumps(
@@ -211,7 +212,7 @@ def _measure(emulator: common.EmulatorProcess, variant: str, ids_file: str, n: i
         ),
     }
     payload = {
-        "variant": variant,
+        "variants": list(variants),
         "interval": interval,
         "warmup": warmup,
         "window": window,
@@ -220,17 +221,19 @@ def _measure(emulator: common.EmulatorProcess, variant: str, ids_file: str, n: i
         "api_key": emulator.api_key,
         "ids_file": ids_file,
     }
-    result = common.run_worker(__file__, payload, timeout=warmup + window + 180, env=env)
-    if result["errors"]:
-        raise RuntimeError(f"{variant} N={n}: tasks failed: {result['errors']}")
-    if result["finished_early"]:
-        raise RuntimeError(f"{variant} N={n}: {result['finished_early']} waits ended early (should still poll)")
-    print(
-        f"  {variant:<20} N={n:<5} polls={result['polls']:<6} cpu/poll={result['cpu_per_poll_ms']:.3f} ms "
-        f"lag p99={result['lag_p99_ms']:.1f} ms rss={result['rss_growth_mb']:.1f} MB",
-        flush=True,
-    )
-    return result
+    results = common.run_worker(__file__, payload, timeout=len(variants) * (warmup + window + 60) + 120, env=env)
+    for result in results:
+        variant = result["variant"]
+        if result["errors"]:
+            raise RuntimeError(f"{variant} N={n}: tasks failed: {result['errors']}")
+        if result["finished_early"]:
+            raise RuntimeError(f"{variant} N={n}: {result['finished_early']} waits ended early (should still poll)")
+        print(
+            f"  {variant:<20} N={n:<5} polls={result['polls']:<6} cpu/poll={result['cpu_per_poll_ms']:.3f} ms "
+            f"lag p99={result['lag_p99_ms']:.1f} ms rss={result['rss_growth_mb']:.1f} MB",
+            flush=True,
+        )
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,15 +270,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"N={n}: interval {interval:.1f} s, warm-up {warmup:.1f} s, window {window:.1f} s", flush=True)
                 for rnd in range(repeats):
                     order = VARIANTS if rnd % 2 == 0 else VARIANTS[::-1]
+                    if args.quick:  # one interpreter for all variants: RSS numbers are only indicative
+                        results += _measure(emulator, order, str(ids_file), n, interval, warmup, window, args.start)
+                        continue
                     for variant in order:
-                        results.append(
-                            _measure(emulator, variant, str(ids_file), n, interval, warmup, window, args.start)
+                        results += _measure(
+                            emulator, (variant,), str(ids_file), n, interval, warmup, window, args.start
                         )
                 if args.burst and n == max(sizes):
                     for variant in VARIANTS[:2]:
-                        burst.append(
-                            _measure(emulator, variant, str(ids_file), n, interval, warmup, window, "burst")
-                        )
+                        burst += _measure(emulator, (variant,), str(ids_file), n, interval, warmup, window, "burst")
             finally:
                 ids_file.unlink(missing_ok=True)
 

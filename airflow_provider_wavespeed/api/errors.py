@@ -44,12 +44,12 @@ class WaveSpeedAuthError(WaveSpeedAPIError):
     def __init__(self, status_code: int, message: str, *, path: str = "") -> None:
         super().__init__(status_code, message, path=path)
         hint = (
-            "check the API key in the connection's password field (keys are created at "
-            "https://wavespeed.ai/accesskey)"
+            "check the API key in the connection's password field; keys are created at "
+            "https://wavespeed.ai/accesskey and need a first top-up to activate"
             if status_code == 401
             else "the account may be suspended or the key lacks permission"
         )
-        self.args = (f"{self.args[0]} ({hint})",)
+        self.args = (f"{self.args[0]}. Next step: {hint}",)
 
 
 class WaveSpeedRequestError(WaveSpeedAPIError):

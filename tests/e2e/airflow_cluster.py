@@ -61,6 +61,7 @@ SCHEDULER = "scheduler"
 TRIGGERER = "triggerer"
 
 _PROCESS_ORDER = (API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER)
+API_SERVER_GRACE = 2.0
 
 # Migrated, empty metadata DBs made in this interpreter, keyed by (python, airflow version, extra
 # env): ``airflow db migrate`` costs ~7 s on SQLite, copying the file costs milliseconds.
@@ -82,6 +83,12 @@ from airflow.cli import cli_parser
 from airflow.configuration import write_default_airflow_configuration_if_needed
 write_default_airflow_configuration_if_needed()
 parser = cli_parser.get_parser()
+for name in ("airflow.cli.commands.dag_command", "airflow.api.client.local_client",
+             "airflow.api.common.trigger_dag", "airflow.serialization.serialized_objects"):
+    try:  # what the first `dags trigger` would otherwise import (~2.5 s)
+        __import__(name)
+    except Exception:
+        pass
 reply.write("@@ready@@\n"); reply.flush()
 for line in sys.stdin:
     argv = json.loads(line)
@@ -452,12 +459,14 @@ class AirflowCluster:
         """The ``Popen`` of one of api-server, dag-processor, scheduler, triggerer."""
         return self._processes.get(name)
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every process group, wait up to ``timeout`` s, then SIGKILL whatever is left.
 
         Also kills descendants that moved to process groups of their own (task runners), and is
-        safe to call twice. The processes log their shutdown within ~0.3 s of SIGTERM, but the
-        interpreters take 1-9 s more to exit, so the default grace period is short.
+        safe to call twice. Scheduler, triggerer and dag-processor exit 1-5 s after SIGTERM and
+        reap their workers on the way (a SIGKILLed parent would leave them as zombies for init);
+        the api-server has no children but lingers ~8 s after uvicorn's shutdown, so it only gets
+        ``API_SERVER_GRACE`` seconds.
         """
         if self._warm_cli is not None:
             self._warm_cli.close()
@@ -470,10 +479,12 @@ class AirflowCluster:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal_module.SIGTERM)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        api_server = self._processes.get(API_SERVER)
         for proc in procs:
+            grace = min(timeout, API_SERVER_GRACE) if proc is api_server else timeout
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=max(0.1, started + grace - time.monotonic()))
         for proc in procs:
             leftovers = [c for c in trees[proc.pid] if _alive(c)]
             leftovers += [c for c in _descendants(proc.pid) if c not in leftovers]
@@ -487,7 +498,10 @@ class AirflowCluster:
                     os.killpg(child.pid, signal_module.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            psutil.wait_procs(leftovers, timeout=5)
+            # Not psutil.wait_procs: reparented zombies may never be reaped here; they count as dead.
+            reap_deadline = time.monotonic() + 5
+            while any(_alive(c) for c in leftovers) and time.monotonic() < reap_deadline:
+                time.sleep(0.05)
         for handle in self._log_handles.values():
             with contextlib.suppress(OSError):
                 handle.close()
