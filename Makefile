@@ -1,33 +1,42 @@
 # Two commands on a fresh machine with Python 3.11 and pip:
 #   make demo   - set up, start the emulator (or use WAVESPEED_API_KEY), run the avatar DAG end to end
-#   make test   - set up, lint, type-check and run the whole test suite
+#   make test   - set up, lint, type-check, run the whole suite on Airflow 3.3 (current), then the
+#                 suite (without the multi-process e2e tests) on the lowest supported Airflow, 3.1
 PYTHON ?= python3
 VENV ?= .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+VENV_31 ?= .venv-airflow-3.1
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint pytest clean
+.PHONY: install demo test lint pytest pytest-airflow-3.1 clean
 
-$(STAMP): pyproject.toml constraints-dev.txt
+$(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints-dev.txt -e ".[test]"
-	touch $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c constraints-dev.txt -e ".[test]"
+	touch $@
 
-install: $(STAMP)
+$(VENV_31)/.installed: pyproject.toml constraints-airflow-3.1.txt
+	$(PYTHON) -m venv $(VENV_31)
+	$(VENV_31)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_31)/bin/python -m pip install --quiet -c constraints-airflow-3.1.txt -e ".[test]"
+	touch $@
 
-demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+install: $(VENV)/.installed
 
-lint: $(STAMP)
-	$(BIN)/ruff check airflow_provider_wavespeed tests example_dags benchmarks scripts
-	$(BIN)/mypy airflow_provider_wavespeed
+demo: $(VENV)/.installed
+	$(VENV)/bin/python scripts/demo.py
 
-pytest: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check airflow_provider_wavespeed tests example_dags benchmarks scripts
+	$(VENV)/bin/mypy airflow_provider_wavespeed
 
-test: lint pytest
+pytest: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+pytest-airflow-3.1: $(VENV_31)/.installed
+	$(VENV_31)/bin/python -m pytest -m "not e2e" -p no:cacheprovider $(PYTEST_ARGS)
+
+test: lint pytest pytest-airflow-3.1
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_31) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -97,6 +97,16 @@ class ClientSettings:
             "X-Client-Version": __version__,
         }
 
+    def request_args(self, request: protocol.ApiRequest) -> dict[str, Any]:
+        """httpx arguments for an API request; the key goes in this request's headers only."""
+        return {
+            "method": request.method,
+            "url": self.url(request.path),
+            "json": request.json,
+            "params": dict(request.params) or None,
+            "headers": self.headers(),
+        }
+
     def http_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.timeout, connect=self.connect_timeout)
 
@@ -134,13 +144,7 @@ class WaveSpeedClient:
     def send(self, request: protocol.ApiRequest) -> Any:
         """One attempt, no retry."""
         try:
-            reply = self.http.request(
-                request.method,
-                self.settings.url(request.path),
-                json=request.json,
-                params=dict(request.params) or None,
-                headers=self.settings.headers(),
-            )
+            reply = self.http.request(**self.settings.request_args(request))
         except httpx.HTTPError as exc:
             raise connection_error(exc, request.path) from exc
         return protocol.parse_reply(request, reply.status_code, reply.headers, reply.content)
@@ -254,13 +258,7 @@ class AsyncWaveSpeedClient:
 
     async def send(self, request: protocol.ApiRequest) -> Any:
         try:
-            reply = await self.http.request(
-                request.method,
-                self.settings.url(request.path),
-                json=request.json,
-                params=dict(request.params) or None,
-                headers=self.settings.headers(),
-            )
+            reply = await self.http.request(**self.settings.request_args(request))
         except httpx.HTTPError as exc:
             raise connection_error(exc, request.path) from exc
         return protocol.parse_reply(request, reply.status_code, reply.headers, reply.content)

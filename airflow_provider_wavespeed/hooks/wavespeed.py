@@ -103,37 +103,38 @@ class WaveSpeedHook(BaseHook):
             "placeholders": {"host": DEFAULT_BASE_URL, "password": "your WaveSpeed API key"},
         }
 
-    def _conn_not_found(self, exc: Exception) -> WaveSpeedConfigError:
-        return WaveSpeedConfigError(
-            f"connection {self.wavespeed_conn_id!r} is not defined: create it with conn type 'wavespeed' "
-            f"or set AIRFLOW_CONN_{self.wavespeed_conn_id.upper()} ({type(exc).__name__})"
-        )
+    def _settings_from(self, conn: Any) -> ClientSettings:
+        self._settings = settings_from_connection(conn, timeout=self.timeout, retry=self.retry)
+        return self._settings
+
+    def _missing_connection(self, exc: Exception) -> Exception:
+        """A clear error for an unknown conn id; any other lookup failure is passed on unchanged."""
+        if "isn't defined" in str(exc) or type(exc).__name__ == "AirflowNotFoundException":
+            return WaveSpeedConfigError(
+                f"connection {self.wavespeed_conn_id!r} is not defined: create it with conn type 'wavespeed' "
+                f"or set AIRFLOW_CONN_{self.wavespeed_conn_id.upper()}"
+            )
+        return exc
 
     @property
     def settings(self) -> ClientSettings:
-        if self._settings is None:
-            try:
-                conn = self.get_connection(self.wavespeed_conn_id)
-            except WaveSpeedError:
-                raise
-            except Exception as exc:
-                if "isn't defined" in str(exc) or type(exc).__name__ == "AirflowNotFoundException":
-                    raise self._conn_not_found(exc) from None
-                raise
-            self._settings = settings_from_connection(conn, timeout=self.timeout, retry=self.retry)
-        return self._settings
+        if self._settings is not None:
+            return self._settings
+        try:
+            conn = self.get_connection(self.wavespeed_conn_id)
+        except Exception as exc:
+            raise self._missing_connection(exc) from None
+        return self._settings_from(conn)
 
     async def asettings(self) -> ClientSettings:
         """Like :attr:`settings`, without blocking the event loop."""
-        if self._settings is None:
-            try:
-                conn = await self._aget_connection()
-            except Exception as exc:
-                if "isn't defined" in str(exc) or type(exc).__name__ == "AirflowNotFoundException":
-                    raise self._conn_not_found(exc) from None
-                raise
-            self._settings = settings_from_connection(conn, timeout=self.timeout, retry=self.retry)
-        return self._settings
+        if self._settings is not None:
+            return self._settings
+        try:
+            conn = await self._aget_connection()
+        except Exception as exc:
+            raise self._missing_connection(exc) from None
+        return self._settings_from(conn)
 
     async def _aget_connection(self) -> Any:
         aget = getattr(BaseHook, "aget_connection", None)

@@ -769,11 +769,12 @@ class AirflowCluster:
         task_id: str,
         timeout: float = 30.0,
         triggerer_id: int | None = None,
+        map_index: int = -1,
     ) -> dict:
         """Wait until the task's trigger is assigned to a triggerer (``triggerer_id`` if given)."""
 
         def probe() -> dict | None:
-            row = self.trigger_for_task(dag_id, run_id, task_id)
+            row = self.trigger_for_task(dag_id, run_id, task_id, map_index)
             if row is None or row["triggerer_id"] is None:
                 return None
             if triggerer_id is not None and row["triggerer_id"] != triggerer_id:
@@ -785,7 +786,7 @@ class AirflowCluster:
             return self._poll(what, probe, time.monotonic() + timeout, 0.2)
         except AirflowClusterError as err:
             raise AirflowClusterError(
-                f"{err}: trigger={self.trigger_for_task(dag_id, run_id, task_id)}, "
+                f"{err}: trigger={self.trigger_for_task(dag_id, run_id, task_id, map_index)}, "
                 f"{self._run_summary(dag_id, run_id)}"
             ) from None
 
