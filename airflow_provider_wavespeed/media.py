@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from airflow_provider_wavespeed.storage import local_path
+
 PASS_THROUGH_SCHEMES = ("http://", "https://", "data:")
 
 
@@ -32,7 +34,7 @@ def open_media(reference: str, conn_id: str | None = None) -> Iterator[tuple[Bin
     """Open a local path or object-storage URI: ``(stream, filename, size, content_type)``."""
     text = reference.strip()
     if "://" not in text or text.startswith("file://"):
-        path = Path(text.removeprefix("file://")).expanduser()
+        path = local_path(text)
         if not path.is_file():
             raise FileNotFoundError(f"media input {reference!r} is not a readable file")
         with path.open("rb") as stream:

@@ -11,8 +11,20 @@ import os
 import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from airflow_provider_wavespeed.api.errors import WaveSpeedConfigError
+
+
+def local_path(location: str) -> Path:
+    """A local path or ``file://`` URI (``file:///abs`` and ``file://localhost/abs``) as a Path."""
+    if not location.startswith("file://"):
+        return Path(location).expanduser()
+    parts = urlsplit(location)
+    if parts.netloc not in ("", "localhost"):
+        raise WaveSpeedConfigError(f"{location!r} names a remote host; use a local path or file:///abs/path")
+    return Path(url2pathname(parts.path))
 
 
 def _part_name(name: str) -> str:
@@ -85,7 +97,7 @@ class Destination:
         self.local: Path | None = None
         self.remote: Any = None
         if self.is_local:
-            self.local = Path(self.raw.removeprefix("file://")).expanduser()
+            self.local = local_path(self.raw)
         else:
             from airflow.sdk import ObjectStoragePath
 

@@ -26,7 +26,6 @@ from airflow_provider_wavespeed.api.retry import RetryPolicy, WaveSpeedIncomplet
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
 
@@ -48,8 +47,8 @@ class DownloadResult:
 
 
 class _Transfer:
-    def __init__(self, http: httpx.Client, url: str, sink: OutputSink, chunk_size: int) -> None:
-        self.http, self.url, self.sink, self.chunk_size = http, url, sink, chunk_size
+    def __init__(self, http: httpx.Client, url: str, sink: OutputSink) -> None:
+        self.http, self.url, self.sink = http, url, sink
         self.path = urlsplit(url).path or url
         self.offset = 0
         self.total: int | None = None
@@ -74,7 +73,8 @@ class _Transfer:
                 self._start(reply)
                 if self.done:
                     return
-                for chunk in reply.iter_raw(self.chunk_size):
+                # Unsized reads: every byte received before a cut is written, so a resume loses nothing.
+                for chunk in reply.iter_raw():
                     self.sink.write(chunk)
                     self.offset += len(chunk)
                     if progress:
@@ -128,11 +128,10 @@ def download(
     sink: OutputSink,
     *,
     retry: RetryPolicy,
-    chunk_size: int = CHUNK_SIZE,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> DownloadResult:
     """Fetch ``url`` completely into ``sink`` or raise; on return the byte count has been verified."""
-    transfer = _Transfer(http, url, sink, chunk_size)
+    transfer = _Transfer(http, url, sink)
     started = time.monotonic()
     retry.retrying()(transfer.attempt, progress)
     log.debug("Downloaded %s (%d bytes) in %.2f s", transfer.path, transfer.offset, time.monotonic() - started)

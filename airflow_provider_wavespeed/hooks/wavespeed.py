@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook
 
@@ -43,6 +44,15 @@ def _mask(secret: str) -> None:
     mask_secret(secret)
 
 
+def _with_port(host: str, port: int) -> str:
+    """Put the connection's port field into the host unless the host names a port itself."""
+    scheme, sep, rest = host.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    if urlsplit(f"//{authority}").port is not None:
+        return host
+    return f"{scheme}{sep}{authority}:{port}{slash}{path}"
+
+
 def settings_from_connection(conn: Any, *, timeout: float, retry: RetryPolicy) -> ClientSettings:
     """Read key (password) and base URL (host, optional schema/port) from a connection."""
     conn_id = getattr(conn, "conn_id", "?")
@@ -55,8 +65,8 @@ def settings_from_connection(conn: Any, *, timeout: float, retry: RetryPolicy) -
     host = (conn.host or "").strip()
     if host and "://" not in host and conn.schema in ("http", "https"):
         host = f"{conn.schema}://{host}"
-    if host and conn.port and "://" in host and host.count(":") == 1:
-        host = f"{host}:{conn.port}"
+    if host and conn.port:
+        host = _with_port(host, int(conn.port))
     _mask(key)
     _mask(f"Bearer {key}")
     try:

@@ -67,6 +67,20 @@ def test_base_url_in_host_is_normalised_so_every_common_form_reaches_the_api(emu
     assert hook.get_balance() == pytest.approx(emulator.config.balance)
 
 
+@pytest.mark.parametrize("form", ["uri", "json-host-port"])
+def test_a_port_given_in_the_connections_port_field_is_used(emulator, monkeypatch, form):
+    if form == "uri":
+        value = f"wavespeed://:{emulator.api_key}@127.0.0.1:{emulator.port}"
+    else:
+        value = json.dumps(
+            {"conn_type": "wavespeed", "password": emulator.api_key, "host": "127.0.0.1", "port": emulator.port}
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", value)
+    hook = WaveSpeedHook(retry=RetryPolicy(max_attempts=1))
+    assert hook.settings.base_url == emulator.base_url
+    assert hook.get_balance() == pytest.approx(emulator.config.balance)
+
+
 def test_test_connection_success_message_reports_the_account_balance(emulator, hook):
     emulator.config.balance = 42.5
     ok, message = hook.test_connection()
@@ -200,9 +214,11 @@ def test_network_error_on_a_poll_is_a_connection_error_after_bounded_retries(emu
     policy = RetryPolicy(max_attempts=3, max_elapsed=5.0, initial_wait=0.01, max_wait=0.02)
     hook = WaveSpeedHook(retry=policy)
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_wavespeed.api.retry"):
-        with pytest.raises(WaveSpeedConnectionError) as info:
-            hook.get_prediction("0123456789abcdef")
+    with (
+        caplog.at_level(logging.WARNING, logger="airflow_provider_wavespeed.api.retry"),
+        pytest.raises(WaveSpeedConnectionError) as info,
+    ):
+        hook.get_prediction("0123456789abcdef")
     assert time.monotonic() - started < 5.0
     retries = [r for r in caplog.records if "retry" in r.getMessage() and "WaveSpeed call failed" in r.getMessage()]
     assert len(retries) == 2  # three attempts in all
@@ -304,7 +320,7 @@ def test_the_key_never_appears_in_any_exception_text(emulator, monkeypatch, fres
         hook = WaveSpeedHook(retry=RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.01))
         try:
             (call or (lambda h: h.get_prediction("0123456789abcdef")))(hook)
-        except Exception as exc:  # noqa: BLE001 - every kind is collected
+        except Exception as exc:  # every kind is collected
             texts.extend([str(exc), repr(exc), *(str(a) for a in exc.args)])
             cause = exc.__cause__ or exc.__context__
             if cause is not None:
@@ -322,7 +338,7 @@ def test_the_key_never_appears_in_any_exception_text(emulator, monkeypatch, fres
     collect()  # 404 unknown prediction
     collect(call=lambda h: h.validate_inputs(AVATAR, {"seed": -2}))
     collect(call=lambda h: h.client.submit_prediction(AVATAR, {}))
-    ok, message = WaveSpeedHook().test_connection()  # succeeds: still must not echo the key
+    _, message = WaveSpeedHook().test_connection()  # succeeds: still must not echo the key
     texts.append(message)
     assert len(texts) >= 14
     leaks = [t for t in texts if LONG_KEY in t or LONG_KEY[:24] in t]

@@ -1,0 +1,172 @@
+"""WaveSpeedPredictionTrigger the way the triggerer uses it: serialize, re-create from the classpath, run."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from typing import Any
+
+from integration_helpers import AVATAR, AVATAR_INPUTS, LONG_KEY, connection_json, raw_submit
+
+from airflow_provider_wavespeed.api.loop_clients import clients_in_this_loop
+from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
+
+POLL = 0.2
+
+
+def recreate(trigger: WaveSpeedPredictionTrigger) -> WaveSpeedPredictionTrigger:
+    """What the triggerer does: store ``serialize()`` as JSON, import the classpath, build from kwargs."""
+    classpath, kwargs = trigger.serialize()
+    stored = json.loads(json.dumps(kwargs))  # plain JSON or this raises
+    module_name, _, class_name = classpath.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(**stored)
+
+
+async def first_event(trigger: WaveSpeedPredictionTrigger, timeout: float) -> dict[str, Any] | None:
+    """The payload of the trigger's first event, or None if it yields nothing within ``timeout``."""
+    events = trigger.run()
+    try:
+        event = await asyncio.wait_for(events.__anext__(), timeout)
+    except TimeoutError:
+        return None
+    finally:
+        await events.aclose()
+    return dict(event.payload)
+
+
+def run_first_event(trigger: WaveSpeedPredictionTrigger, timeout: float = 10.0) -> dict[str, Any] | None:
+    return asyncio.run(first_event(recreate(trigger), timeout))
+
+
+def make_trigger(prediction_id: str, **kwargs: Any) -> WaveSpeedPredictionTrigger:
+    kwargs.setdefault("poll_interval", POLL)
+    kwargs.setdefault("deadline", time.time() + 30)
+    return WaveSpeedPredictionTrigger(prediction_id=prediction_id, **kwargs)
+
+
+def test_serialized_kwargs_are_plain_json_without_the_key_and_recreate_an_equal_trigger(long_key_emulator):
+    trigger = make_trigger(
+        "0123456789abcdef", wavespeed_conn_id="wavespeed_default", started_at=1_700_000_000.5, model=AVATAR
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_wavespeed.triggers.wavespeed.WaveSpeedPredictionTrigger"
+    text = json.dumps(kwargs)
+    assert LONG_KEY not in text
+    assert all(isinstance(v, str | int | float | bool | type(None)) for v in kwargs.values())
+    again = recreate(trigger)
+    assert again.serialize() == (classpath, kwargs)
+    assert kwargs["prediction_id"] == "0123456789abcdef"
+    assert kwargs["deadline"] == trigger.deadline and kwargs["started_at"] == 1_700_000_000.5
+
+
+def test_a_prediction_still_processing_yields_no_event_but_keeps_polling(emulator, raw_api):
+    emulator.config.run_seconds = 30.0
+    prediction_id = raw_submit(raw_api)
+    assert run_first_event(make_trigger(prediction_id), timeout=1.0) is None
+    assert emulator.stats.polls_by_prediction[prediction_id] >= 3  # polling every ~0.2 s, not stuck
+
+
+def test_a_completed_prediction_yields_a_terminal_event_carrying_the_prediction_and_outputs(emulator, raw_api):
+    prediction_id = raw_submit(raw_api)
+    event = run_first_event(make_trigger(prediction_id))
+    assert event is not None
+    assert event["event"] == "terminal"
+    assert event["status"] == "completed"
+    assert event["prediction_id"] == prediction_id
+    prediction = event["prediction"]
+    assert prediction["id"] == prediction_id and prediction["status"] == "completed"
+    assert prediction["outputs"] == [emulator.output_url(prediction_id)]
+    json.dumps(event)  # the event payload is stored too: plain JSON
+
+
+def test_a_failed_prediction_yields_a_terminal_event_with_status_failed_error_and_code(emulator, raw_api):
+    prediction_id = raw_submit(raw_api, **AVATAR_INPUTS, prompt="[emulator:failed]")
+    event = run_first_event(make_trigger(prediction_id))
+    assert event is not None
+    assert event["event"] == "terminal" and event["status"] == "failed"
+    assert event["prediction"]["code"] == 1403
+    assert "Task Execution Failed" in event["prediction"]["error"]
+
+
+def test_a_deadline_already_past_yields_a_deadline_event_at_once(emulator, raw_api):
+    emulator.config.run_seconds = 30.0
+    prediction_id = raw_submit(raw_api)
+    started = time.monotonic()
+    event = run_first_event(make_trigger(prediction_id, deadline=time.time() - 1))
+    assert event is not None and event["event"] == "deadline"
+    assert event["prediction_id"] == prediction_id
+    assert event["status"] in ("created", "processing")
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_near_deadline_ends_the_wait_when_it_passes_not_a_poll_interval_later(emulator, raw_api):
+    emulator.config.run_seconds = 30.0
+    prediction_id = raw_submit(raw_api)
+    started = time.monotonic()
+    event = run_first_event(make_trigger(prediction_id, deadline=time.time() + 0.6, poll_interval=5.0))
+    elapsed = time.monotonic() - started
+    assert event is not None and event["event"] == "deadline"
+    assert event["waited"] > 0
+    assert 0.5 <= elapsed < 2.5
+
+
+def test_a_bad_key_yields_an_error_event_immediately_without_the_key(emulator, raw_api, monkeypatch):
+    prediction_id = raw_submit(raw_api)
+    monkeypatch.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", connection_json(emulator, key=LONG_KEY))
+    started = time.monotonic()
+    event = run_first_event(make_trigger(prediction_id))
+    assert event is not None and event["event"] == "error"
+    assert event["error_type"] == "WaveSpeedAuthError"
+    assert "401" in event["message"]
+    assert LONG_KEY not in json.dumps(event)
+    assert time.monotonic() - started < 2.0
+    assert emulator.stats.polls_by_prediction[prediction_id] == 1  # not retried
+
+
+def test_an_unknown_connection_yields_an_error_event_naming_it(emulator, raw_api):
+    prediction_id = raw_submit(raw_api)
+    event = run_first_event(make_trigger(prediction_id, wavespeed_conn_id="wavespeed_missing"))
+    assert event is not None and event["event"] == "error"
+    assert "wavespeed_missing" in event["message"]
+
+
+def test_a_503_storm_while_polling_does_not_end_the_wait_and_it_still_completes(emulator, raw_api):
+    prediction_id = raw_submit(raw_api)
+    emulator.config.fail_every_nth = 2
+    event = run_first_event(make_trigger(prediction_id), timeout=15.0)
+    assert event is not None
+    assert event["event"] == "terminal" and event["status"] == "completed"
+    assert emulator.stats.faults_injected >= 1
+
+
+def test_fifty_triggers_in_one_loop_share_one_client_which_is_closed_when_the_loop_ends(emulator, raw_api):
+    ids = [raw_submit(raw_api) for _ in range(50)]
+    triggers = [recreate(make_trigger(pid)) for pid in ids]
+
+    async def main() -> tuple[list[dict[str, Any] | None], int, Any]:
+        events = await asyncio.gather(*(first_event(t, 15.0) for t in triggers))
+        shared = await WaveSpeedHook().get_async_conn()  # the loop's client for these settings
+        return list(events), clients_in_this_loop(), shared
+
+    events, clients, shared = asyncio.run(main())
+    assert clients == 1
+    assert all(e is not None and e["event"] == "terminal" and e["status"] == "completed" for e in events)
+    assert sorted(e["prediction_id"] for e in events if e) == sorted(ids)
+    assert shared.http.is_closed, "the shared client must be closed when asyncio.run's loop ends"
+
+
+def test_each_event_loop_gets_its_own_client(emulator, raw_api):
+    prediction_id = raw_submit(raw_api)
+
+    async def one() -> Any:
+        await first_event(recreate(make_trigger(prediction_id)), 10.0)
+        assert clients_in_this_loop() == 1
+        return await WaveSpeedHook().get_async_conn()
+
+    first, second = asyncio.run(one()), asyncio.run(one())
+    assert first is not second
+    assert first.http.is_closed and second.http.is_closed
