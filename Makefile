@@ -1,7 +1,7 @@
 # Two commands on a fresh machine with Python 3.11 and pip:
 #   make demo   - set up, start the emulator (or use WAVESPEED_API_KEY), run the avatar DAG end to end
 #   make test   - set up, lint, type-check, run the whole suite on Airflow 3.3 (current), then the
-#                 suite (without the multi-process e2e tests) on the lowest supported Airflow, 3.1
+#                 Airflow-facing tests (unit, integration) on the lowest supported Airflow, 3.1
 PYTHON ?= python3
 VENV ?= .venv
 VENV_31 ?= .venv-airflow-3.1
@@ -34,7 +34,7 @@ pytest: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 pytest-airflow-3.1: $(VENV_31)/.installed
-	$(VENV_31)/bin/python -m pytest -m "not e2e" -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV_31)/bin/python -m pytest -p no:cacheprovider tests/unit tests/integration $(PYTEST_ARGS)
 
 test: lint pytest pytest-airflow-3.1
 

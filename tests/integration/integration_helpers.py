@@ -86,7 +86,10 @@ def write_dag(dag_id: str, source: str) -> Path:
 
 
 def load_dag(path: Path, dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow < 3.3
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
     bag = DagBag(dag_folder=str(path))
     assert not bag.import_errors, bag.import_errors
