@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -c constraints-dev.txt -e ".[test]"
+	$(VENV)/bin/python -m pip install --quiet -c constraints-dev.txt -e ".[test,s3test,bench]"
 	touch $@
 
 $(VENV_31)/.installed: pyproject.toml constraints-airflow-3.1.txt

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_wavespeed.api.models import Prediction
 
 
 def asset_uri(stored: str) -> str:
-    """A stored path or URI as an asset URI (local paths become ``file://`` URIs)."""
-    return stored if "://" in stored else Path(stored).resolve().as_uri()
+    """A stored path or URI as an asset URI: local paths become ``file://`` URIs, and an object-storage
+    URI loses its ``conn_id@`` part, so one object is one asset whichever connection wrote it."""
+    if "://" not in stored:
+        return Path(stored).resolve().as_uri()
+    parts = urlsplit(stored)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def emit_output_events(context: Any, alias_name: str, stored: list[str], prediction: Prediction) -> None:

@@ -14,8 +14,12 @@ from airflow_provider_wavespeed.storage import local_path
 PASS_THROUGH_SCHEMES = ("http://", "https://", "data:")
 
 
-def is_media_reference(value: Any) -> bool:
-    """True for values that must be uploaded: ``file://``/object-storage URIs and existing local files."""
+MEDIA_FIELD_HINTS = ("image", "audio", "video", "mask", "media", "file")
+
+
+def is_media_reference(value: Any, field: str = "") -> bool:
+    """True for values that must be uploaded: ``file://``/object-storage URIs, and local paths that
+    exist or are given for a media field (so a mistyped path fails before anything is billed)."""
     if not isinstance(value, str) or not value.strip() or "\n" in value:
         return False
     text = value.strip()
@@ -25,7 +29,7 @@ def is_media_reference(value: Any) -> bool:
         scheme = text.split("://", 1)[0]
         return scheme.replace("+", "").replace("-", "").isalnum()
     if text.startswith(("/", "~", "./", "../")):
-        return Path(text).expanduser().is_file()
+        return Path(text).expanduser().is_file() or any(hint in field.lower() for hint in MEDIA_FIELD_HINTS)
     return False
 
 
@@ -55,7 +59,7 @@ def resolve_media_inputs(inputs: Mapping[str, Any], upload: Callable[[str], str]
     resolved: dict[str, Any] = {}
     for name, value in inputs.items():
         if isinstance(value, list):
-            resolved[name] = [upload(v) if is_media_reference(v) else v for v in value]
+            resolved[name] = [upload(v) if is_media_reference(v, name) else v for v in value]
         else:
-            resolved[name] = upload(value) if is_media_reference(value) else value
+            resolved[name] = upload(value) if is_media_reference(value, name) else value
     return resolved

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterator
+from typing import Any, BinaryIO, cast
 
 import httpx
 
@@ -25,30 +25,42 @@ UPLOAD_CHUNK_SIZE = 1024 * 1024
 PROGRESS_EVERY_SECONDS = 5.0
 
 
-def _chunks(stream: BinaryIO, size: int, name: str, progress: Callable[[int, int], None] | None) -> Iterator[bytes]:
-    sent = 0
-    while chunk := stream.read(UPLOAD_CHUNK_SIZE):
-        sent += len(chunk)
-        if progress:
-            progress(sent, size)
-        yield chunk
+class ProgressReader:
+    """A read-only view of an upload stream that logs bytes, percent and MB/s at most every few seconds."""
 
-
-class UploadProgress:
-    """Log bytes, percent and MB/s of an upload at most every few seconds."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, stream: BinaryIO, size: int, name: str) -> None:
+        self.stream, self.size, self.name = stream, size, name
+        self.sent = 0
         self.started = self.last = time.monotonic()
 
-    def __call__(self, sent: int, total: int) -> None:
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        if data:
+            self.sent += len(data)
+            self._report()
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self.stream.seek(offset, whence)
+        self.sent = position
+        return position
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(UPLOAD_CHUNK_SIZE):
+            yield chunk
+
+    def _report(self) -> None:
         now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY_SECONDS and sent < total:
+        if now - self.last < PROGRESS_EVERY_SECONDS and self.sent < self.size:
             return
         self.last = now
-        rate = sent / max(now - self.started, 1e-6) / 1e6
-        log.info("Uploading %s: %.1f of %.1f MB (%.0f%%) at %.1f MB/s", self.name, sent / 1e6, total / 1e6,
-                 100 * sent / max(total, 1), rate)
+        rate = self.sent / max(now - self.started, 1e-6) / 1e6
+        share = 100 * self.sent / max(self.size, 1)
+        log.info("Uploading %s: %.1f of %.1f MB (%.0f%%) at %.1f MB/s", self.name, self.sent / 1e6, self.size / 1e6,
+                 share, rate)
 
 
 def _put(client: WaveSpeedClient, ticket: dict[str, Any], stream: BinaryIO, size: int, name: str) -> None:
@@ -62,9 +74,7 @@ def _put(client: WaveSpeedClient, ticket: dict[str, Any], stream: BinaryIO, size
     def attempt() -> None:
         stream.seek(0)
         try:
-            reply = client.http.request(
-                "PUT", url, content=_chunks(stream, size, name, UploadProgress(name)), headers=headers
-            )
+            reply = client.http.request("PUT", url, content=iter(ProgressReader(stream, size, name)), headers=headers)
         except httpx.HTTPError as exc:
             raise connection_error(exc, "presigned upload") from exc
         if not 200 <= reply.status_code < 300:
@@ -84,7 +94,8 @@ def upload_stream(
         ticket = client.call(protocol.create_upload(filename, size, content_type)) or {}
     except WaveSpeedNotFoundError:
         log.info("Upload tickets are not available here; using the legacy multipart upload")
-        return _legacy_upload(client, stream, filename=filename, content_type=content_type)
+        reader = ProgressReader(stream, size, filename)
+        return _legacy_upload(client, reader, filename=filename, content_type=content_type)
     _put(client, ticket, stream, size, filename)
     url = ticket.get("download_url")
     if not isinstance(url, str) or not url:
@@ -92,13 +103,16 @@ def upload_stream(
     return url
 
 
-def _legacy_upload(client: WaveSpeedClient, stream: BinaryIO, *, filename: str, content_type: str | None) -> str:
+def _legacy_upload(
+    client: WaveSpeedClient, stream: ProgressReader, *, filename: str, content_type: str | None
+) -> str:
     request = protocol.ApiRequest("POST", protocol.LEGACY_UPLOAD_PATH, retry_safe=False)
     stream.seek(0)
     try:
         reply = client.http.post(
             client.settings.url(request.path),
-            files={"file": (filename, stream, content_type or "application/octet-stream")},
+            # httpx reads any object with read(); the reader logs progress as the part streams out.
+            files={"file": (filename, cast(BinaryIO, stream), content_type or "application/octet-stream")},
             headers=client.settings.headers(),
         )
     except httpx.HTTPError as exc:
