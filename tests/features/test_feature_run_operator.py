@@ -63,7 +63,7 @@ class DeferralWatcher:
                 self.samples.add((ti.task_id, ti.map_index, state, links.get((ti.task_id, ti.map_index))))
 
     def _run(self) -> None:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240
         while not self._stop.is_set() and time.monotonic() < deadline:
             with contextlib.suppress(Exception):  # a DB lock or a half-created run: sample again
                 self._sample()
@@ -87,9 +87,9 @@ class DeferralWatcher:
 
 @pytest.fixture(scope="module")
 def link_run(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One DAG run: a plain and a 2-way mapped run operator, each deferring ~1.5 s, watched from outside."""
+    """One DAG run: a plain and a 2-way mapped run operator, each deferring ~3 s, watched from outside."""
     out = tmp_path_factory.mktemp("links")
-    config = EmulatorConfig(queue_seconds=0.0, run_seconds=1.5)
+    config = EmulatorConfig(queue_seconds=0.0, run_seconds=3.0)  # long enough for the watcher to see each deferral
     with WaveSpeedEmulator(config) as emulator, pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", emulator.connection_json())
         dag_id = "wavespeed_ft_links"
