@@ -50,8 +50,19 @@ class EmulatorProcess:
         self._stderr = None
 
     def start(self) -> EmulatorProcess:
-        cmd = [PYTHON, "-m", "airflow_provider_wavespeed.emulator", "--host", "127.0.0.1", "--port", "0",
-               "--api-key", self.api_key, "--balance", "1000000000"]
+        cmd = [
+            PYTHON,
+            "-m",
+            "airflow_provider_wavespeed.emulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-key",
+            self.api_key,
+            "--balance",
+            "1000000000",
+        ]
         self._stderr = open(os.devnull, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=REPO)
         assert self.proc.stdout is not None
@@ -144,6 +155,113 @@ class EmulatorProcess:
         return json.dumps(
             {"conn_type": "wavespeed", "password": self.api_key, "host": self.base_url}, separators=(",", ":")
         )
+
+
+def make_test_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a leaf certificate for 127.0.0.1 (EC P-256). Returns (ca.pem, leaf.pem, leaf.key)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wavespeed-bench CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, leaf_path, key_path = directory / "ca.pem", directory / "leaf.pem", directory / "leaf.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    leaf_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_path, leaf_path, key_path
+
+
+class TlsFront:
+    """``benchmarks/_tls_front.py`` in its own process: HTTPS on a free loopback port in front of ``target_port``.
+
+    Clients trust it through ``SSL_CERT_FILE=<ca_file>`` (httpx and OpenSSL's default paths honour it).
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+        self.port = 0
+        self._dir: str | None = None
+        self.ca_file = ""
+
+    def start(self) -> TlsFront:
+        import tempfile
+
+        self._dir = tempfile.mkdtemp(prefix="bench-tls-")
+        ca, leaf, key = make_test_ca(Path(self._dir))
+        self.ca_file = str(ca)
+        script = Path(__file__).resolve().parent / "_tls_front.py"
+        cmd = [PYTHON, str(script), "--target-port", str(self.target_port), "--cert", str(leaf), "--key", str(key)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"listening on (https://\S+)", line)
+        if not match:
+            self.stop()
+            raise RuntimeError(f"TLS front did not start (got {line!r})")
+        self.base_url = match.group(1)
+        self.port = int(self.base_url.rsplit(":", 1)[1])
+        return self
+
+    def stop(self) -> None:
+        import shutil
+
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT)
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> TlsFront:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def fetch_json(url: str) -> Any:
@@ -248,9 +366,27 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def provider_revision() -> str:
+    """The provider source measured: git commit plus how many of its files differ from it (read-only git)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "airflow_provider_wavespeed"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}" + (f" + {len(dirty)} uncommitted file(s)" if dirty else "")
+
+
 def print_machine() -> None:
     info = machine_info()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+    print(f"provider source: {provider_revision()}", flush=True)
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -308,7 +444,7 @@ def run_worker(script: str, payload: dict[str, Any], timeout: float, env: dict[s
         env=full_env,
         cwd=REPO,
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("{", "["))]
     if done.returncode != 0 or not lines:
         tail = "\n".join(done.stderr.splitlines()[-30:])
         raise RuntimeError(f"worker {script} failed (rc={done.returncode}):\n{tail}")
