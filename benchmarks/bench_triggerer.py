@@ -8,7 +8,13 @@ Compares, at the same fixed poll interval and against the emulator in a separate
 * ``http-sensor-trigger``: the http provider's ``HttpSensorTrigger`` doing the same job (wait until
   the prediction's output URL stops answering 404), i.e. what users hand-roll today;
 * ``httpx-client-per-poll`` (reference, first round only): a hand-rolled poller opening a new
-  ``httpx.AsyncClient`` per poll.
+  ``httpx.AsyncClient`` per poll;
+* ``trigger+bounded-pool`` (a proposal, not shipped code): the same trigger, with the loop's shared
+  client replaced (through ``api/loop_clients.py``) by one that caps requests in flight with a
+  semaphore and keeps all pool connections alive.
+
+``--burst`` adds a run where all N waits start at once (a triggerer restart); ``--stress RATE`` asks
+for more polls per second than the machine can serve, to see whether throughput degrades or collapses.
 
 Two transports (``--transport``): ``http`` straight to the emulator, and ``https`` through a TLS
 front (a separate process, self-signed CA trusted via ``SSL_CERT_FILE``) so clients pay handshakes
@@ -19,8 +25,8 @@ is ``time.process_time()`` over a steady-state window; polls are counted by the 
 (``requests_total``); loop lag comes from a 20 ms ticker task. Variants alternate, best of
 ``--repeats``.
 
-    .venv/bin/python benchmarks/bench_triggerer.py --burst    # N = 100 and 1,000, about 15 min
-    .venv/bin/python benchmarks/bench_triggerer.py --quick    # N = 20, about 20 s
+    .venv/bin/python benchmarks/bench_triggerer.py --burst --stress 400   # N = 100 and 1,000, about 25 min
+    .venv/bin/python benchmarks/bench_triggerer.py --quick    # N = 10, both transports, about 20 s
 """
 
 from __future__ import annotations
@@ -332,7 +338,7 @@ def _measure(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny size (N=20, short windows), for smoke tests")
+    parser.add_argument("--quick", action="store_true", help="tiny size (N=10, short windows), for smoke tests")
     parser.add_argument("--sizes", type=int, nargs="+", help="trigger counts (default 100 1000)")
     parser.add_argument("--repeats", type=int, help="alternating rounds per size, best of (default 2)")
     parser.add_argument(
@@ -377,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.worker)
         return 0
 
-    sizes = args.sizes or ([20] if args.quick else [100, 1000])
+    sizes = args.sizes or ([10] if args.quick else [100, 1000])
     repeats = args.repeats or (1 if args.quick else 2)
     transports = ("http", "https") if args.transport == "both" else (args.transport,)
     common.print_machine()
@@ -392,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                 interval = max(0.5, n / args.rate)
                 timing = {
                     "interval": interval,
-                    "warmup": 1.5 * interval,
+                    "warmup": (1.0 if args.quick else 1.5) * interval,
                     "window": (1.0 if args.quick else 2.0) * interval,
                 }
                 ids = emulator.submit_many(n)

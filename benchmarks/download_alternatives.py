@@ -8,7 +8,9 @@ with ``curl -o``, best of ``--repeats``. Variants:
 * ``read=256KiB`` / ``read=1MiB``: the same with httpcore's ``HTTP11Connection.READ_NUM_BYTES`` raised
   (a class attribute: process-wide, shown only to locate the cost);
 * ``ranges=K``: K parallel ``Range`` requests (threads, shared ``httpx.Client``), ``os.pwrite`` per part;
-* ``http.client readinto``: stdlib, ``readinto`` a 1 MiB buffer (a floor for Python's own cost).
+* ``http.client readinto``: stdlib, ``readinto`` a 1 MiB buffer (a floor for Python's own cost);
+* ``urllib3 readinto``: the same through ``urllib3.PoolManager`` (already installed with Airflow via
+  ``requests``; keeps TLS verification, proxies from the environment and redirects).
 
     .venv/bin/python benchmarks/download_alternatives.py [--size BYTES] [--parallel K] [--repeats N] [--variants ...]
 """
@@ -32,7 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 
-VARIANTS = ("current", "read=256KiB", "read=1MiB", "ranges=2", "ranges=4", "http.client readinto")
+VARIANTS = (
+    "current",
+    "read=256KiB",
+    "read=1MiB",
+    "ranges=2",
+    "ranges=4",
+    "http.client readinto",
+    "urllib3 readinto",
+)
 MB = 1000 * 1000
 
 
@@ -106,6 +116,30 @@ def _http_client(url: str, path: str) -> int:
     return total
 
 
+_POOL: Any = None
+
+
+def _urllib3(url: str, path: str) -> int:
+    import urllib3
+
+    global _POOL
+    if _POOL is None:
+        _POOL = urllib3.PoolManager(maxsize=16)
+    reply = _POOL.request("GET", url, headers={"Accept-Encoding": "identity"}, preload_content=False, timeout=60)
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    total = 0
+    with open(path, "wb") as fh:
+        while True:
+            n = reply.readinto(buf)
+            if not n:
+                break
+            fh.write(view[:n])
+            total += n
+    reply.release_conn()
+    return total
+
+
 def _one(variant: str, url: str, path: str) -> int:
     import httpx
 
@@ -116,6 +150,8 @@ def _one(variant: str, url: str, path: str) -> int:
         return _ranged(url, path, int(variant.split("=")[1]))
     if variant == "http.client readinto":
         return _http_client(url, path)
+    if variant == "urllib3 readinto":
+        return _urllib3(url, path)
     sink = _FileSink(path)
     try:
         with httpx.Client(timeout=60) as http:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
@@ -246,19 +247,31 @@ class WaveSpeedClient:
         return candidates[0] if candidates else None
 
 
+# In-flight requests per shared async client. Past httpx's pool size requests queue inside httpcore,
+# whose per-event cost grows with the queue (1,000 triggers starting together: 23 s of loop lag);
+# waiting on a semaphore instead is O(1) (33 ms p99), see benchmarks/README.md.
+ASYNC_MAX_IN_FLIGHT = 32
+
+
 class AsyncWaveSpeedClient:
     """Non-blocking client for triggers: read calls only (a trigger never submits)."""
 
     def __init__(self, settings: ClientSettings, http: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
-        self.http = http or httpx.AsyncClient(timeout=settings.http_timeout(), follow_redirects=True)
+        self.http = http or httpx.AsyncClient(
+            timeout=settings.http_timeout(),
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=ASYNC_MAX_IN_FLIGHT, max_keepalive_connections=ASYNC_MAX_IN_FLIGHT),
+        )
+        self._gate = asyncio.Semaphore(ASYNC_MAX_IN_FLIGHT)
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
     async def send(self, request: protocol.ApiRequest) -> Any:
         try:
-            reply = await self.http.request(**self.settings.request_args(request))
+            async with self._gate:
+                reply = await self.http.request(**self.settings.request_args(request))
         except httpx.HTTPError as exc:
             raise connection_error(exc, request.path) from exc
         return protocol.parse_reply(request, reply.status_code, reply.headers, reply.content)
