@@ -84,9 +84,7 @@ class _Transfer:
                 f"download interrupted after {self.offset} bytes ({type(exc).__name__}: {exc})", path=self.path
             ) from exc
         if self.total is not None and self.offset != self.total:
-            raise WaveSpeedIncompleteDownload(
-                f"download of {self.path} stopped at {self.offset} of {self.total} bytes"
-            )
+            raise WaveSpeedIncompleteDownload(f"download of {self.path} stopped at {self.offset} of {self.total} bytes")
         self.done = True
 
     def _start(self, reply: httpx.Response) -> None:

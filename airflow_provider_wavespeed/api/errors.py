@@ -71,9 +71,7 @@ class WaveSpeedRateLimitError(WaveSpeedAPIError):
 class WaveSpeedServerError(WaveSpeedAPIError):
     """5xx: transient on the API side. Retried for reads; ambiguous for a submit."""
 
-    def __init__(
-        self, status_code: int, message: str, *, path: str = "", retry_after: float | None = None
-    ) -> None:
+    def __init__(self, status_code: int, message: str, *, path: str = "", retry_after: float | None = None) -> None:
         super().__init__(status_code, message, path=path)
         self.retry_after = retry_after
 

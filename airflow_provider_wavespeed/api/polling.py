@@ -37,9 +37,7 @@ class PollSchedule:
         if self.min_interval <= 0:
             raise ValueError(f"poll_interval must be > 0 seconds, got {self.min_interval}")
         if self.max_interval < self.min_interval:
-            raise ValueError(
-                f"max_poll_interval ({self.max_interval}) must be >= poll_interval ({self.min_interval})"
-            )
+            raise ValueError(f"max_poll_interval ({self.max_interval}) must be >= poll_interval ({self.min_interval})")
 
     def next_interval(self, waited: float) -> float:
         base = min(self.max_interval, max(self.min_interval, waited * self.growth))

@@ -54,8 +54,7 @@ def check_model_id(model: str) -> str:
 def check_prediction_id(prediction_id: str) -> str:
     if not isinstance(prediction_id, str) or not _PREDICTION_ID.match(prediction_id.strip()):
         raise WaveSpeedConfigError(
-            f"prediction_id must be the id returned by a submit (letters, digits, '-' or '_'), "
-            f"got {prediction_id!r}"
+            f"prediction_id must be the id returned by a submit (letters, digits, '-' or '_'), got {prediction_id!r}"
         )
     return prediction_id.strip()
 
@@ -167,9 +166,7 @@ def parse_reply(request: ApiRequest, status_code: int, headers: Mapping[str, str
     if not 200 <= status_code < 300:
         raise error_for(status_code, _error_message(payload, body), path=request.path, headers=headers)
     if not isinstance(payload, dict):
-        raise WaveSpeedServerError(
-            status_code, f"reply is not a JSON envelope: {body[:200]!r}", path=request.path
-        )
+        raise WaveSpeedServerError(status_code, f"reply is not a JSON envelope: {body[:200]!r}", path=request.path)
     code = payload.get("code", 200)
     if isinstance(code, int) and code != 200:
         raise error_for(code, _error_message(payload, body), path=request.path, headers=headers)

@@ -59,8 +59,14 @@ class ProgressReader:
         self.last = now
         rate = self.sent / max(now - self.started, 1e-6) / 1e6
         share = 100 * self.sent / max(self.size, 1)
-        log.info("Uploading %s: %.1f of %.1f MB (%.0f%%) at %.1f MB/s", self.name, self.sent / 1e6, self.size / 1e6,
-                 share, rate)
+        log.info(
+            "Uploading %s: %.1f of %.1f MB (%.0f%%) at %.1f MB/s",
+            self.name,
+            self.sent / 1e6,
+            self.size / 1e6,
+            share,
+            rate,
+        )
 
 
 def _put(client: WaveSpeedClient, ticket: dict[str, Any], stream: BinaryIO, size: int, name: str) -> None:
@@ -103,9 +109,7 @@ def upload_stream(
     return url
 
 
-def _legacy_upload(
-    client: WaveSpeedClient, stream: ProgressReader, *, filename: str, content_type: str | None
-) -> str:
+def _legacy_upload(client: WaveSpeedClient, stream: ProgressReader, *, filename: str, content_type: str | None) -> str:
     request = protocol.ApiRequest("POST", protocol.LEGACY_UPLOAD_PATH, retry_safe=False)
     stream.seek(0)
     try:

@@ -27,6 +27,7 @@ from airflow_provider_wavespeed.emulator.state import (
     MEDIA_FAILURE_CODE,
     STATUSES,
     HistoryQuery,
+    PredictionRecord,
     UploadRecord,
     parse_timestamp,
 )
@@ -101,14 +102,22 @@ def submit(ctx: AppContext, request: Request, model_id: str) -> Response:
         ctx.config.lose_submit_replies -= 1
         ctx.stats.lost_submit_replies += 1
         return dropped()
-    return ok(record.to_api(ctx.base_url, ctx.state.now()))
+    if ctx.state.nth_submit_loses_reply(ctx.config.lose_submit_reply_every_nth):
+        ctx.stats.lost_submit_replies += 1
+        return error(502, "Bad Gateway: the upstream reply was lost")
+    return ok(prediction_json(ctx, record))
+
+
+def prediction_json(ctx: AppContext, record: PredictionRecord, *, with_input: bool = False) -> dict[str, Any]:
+    """``record`` as the API reports it now, with the hold switch applied."""
+    return record.to_api(ctx.base_url, ctx.state.now(), hold=ctx.config.hold_predictions, with_input=with_input)
 
 
 def get_prediction(ctx: AppContext, prediction_id: str) -> Response:
     record = ctx.state.get(prediction_id)
     if record is None:
         return error(404, f"prediction not found: {prediction_id}")
-    return ok(record.to_api(ctx.base_url, ctx.state.now()))
+    return ok(prediction_json(ctx, record))
 
 
 def _int_field(body: dict[str, Any], name: str, default: int, minimum: int) -> int:
@@ -154,14 +163,14 @@ def history(ctx: AppContext, request: Request) -> Response:
             raise BadRequest(f"Invalid parameter 'status': must be one of {', '.join(STATUSES)}")
     except BadRequest as exc:
         return error(400, str(exc))
-    total, records = ctx.state.history(query)
-    now = ctx.state.now()
+    total, records = ctx.state.history(query, hold=ctx.config.hold_predictions)
+    with_input = ctx.config.history_includes_input
     return ok(
         {
             "page": query.page,
             "page_size": query.page_size,
             "total": total,
-            "items": [r.to_api(ctx.base_url, now) for r in records],
+            "items": [prediction_json(ctx, r, with_input=with_input) for r in records],
         }
     )
 

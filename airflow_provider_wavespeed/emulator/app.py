@@ -49,11 +49,7 @@ def resolve_api_route(method: str, rest: str) -> ApiRoute:
             return ApiRoute(name)
         if not (method == "GET" and rest == "predictions/delete"):
             return ApiRoute("method_not_allowed", wanted)
-    if (
-        parts[0] == "predictions"
-        and (len(parts) == 2 or (len(parts) == 3 and parts[2] == "result"))
-        and parts[1]
-    ):
+    if parts[0] == "predictions" and (len(parts) == 2 or (len(parts) == 3 and parts[2] == "result")) and parts[1]:
         if method == "GET":
             return ApiRoute("result", parts[1])
         if method == "DELETE" and len(parts) == 2:

@@ -20,7 +20,7 @@ def serve_output(ctx: AppContext, request: Request, prediction_id: str, filename
         or not stem.isdigit()
         or int(stem) >= record.output_count
         or ext != EXTENSIONS[record.output_kind]
-        or record.status(ctx.state.now()) != "completed"
+        or record.status(ctx.state.now(), hold=ctx.config.hold_predictions) != "completed"
     ):
         return error(404, f"output not found: {request.path}")
     index, size, kind = int(stem), record.output_size, record.output_kind

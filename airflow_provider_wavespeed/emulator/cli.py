@@ -25,9 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: a random free port)")
-    parser.add_argument(
-        "--api-key", default=DEFAULT_API_KEY, help=f"accepted API key (default {DEFAULT_API_KEY})"
-    )
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help=f"accepted API key (default {DEFAULT_API_KEY})")
     parser.add_argument("--queue-seconds", type=float, default=None, help="seconds in status 'created'")
     parser.add_argument("--run-seconds", type=float, default=None, help="seconds in status 'processing'")
     parser.add_argument("--output-size", type=int, default=None, help="size of every output file in bytes")

@@ -48,6 +48,14 @@ class EmulatorConfig:
     fail_every_nth: int = 0
     #: The next N accepted submits create and bill the prediction, then drop the connection unanswered.
     lose_submit_replies: int = 0
+    #: 0 = off; otherwise every Nth accepted submit (counted from when the value was set) creates and
+    #: bills the prediction, then answers 502 (a gateway that lost the API's reply).
+    lose_submit_reply_every_nth: int = 0
+    #: History items carry the submitted ``input`` (the docs' history examples do not; webhooks do).
+    history_includes_input: bool = False
+    #: While true no prediction gets past ``processing``: a test holds a state until it has seen it,
+    #: then sets this back to false and every held prediction moves on by its own clock.
+    hold_predictions: bool = False
     #: The next N output GETs send full headers and then close after ``cut_after_bytes`` body bytes.
     cut_downloads: int = 0
     cut_after_bytes: int = 1024
@@ -87,10 +95,11 @@ _COUNT_FIELDS = {
     "rate_limit_retry_after",
     "fail_every_nth",
     "lose_submit_replies",
+    "lose_submit_reply_every_nth",
     "cut_downloads",
     "cut_after_bytes",
 }
-_BOOL_FIELDS = {"range_support", "upload_ticket_supported"}
+_BOOL_FIELDS = {"range_support", "upload_ticket_supported", "history_includes_input", "hold_predictions"}
 
 
 def _is_number(value: object) -> bool:
@@ -135,9 +144,7 @@ def _coerce(name: str, value: object) -> object:
         return list(value)
     if name in ("model_run_seconds", "model_output_size"):
         check = _is_number if name == "model_run_seconds" else _is_int
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and check(v) and v >= 0 for k, v in value.items()
-        ):
+        if not isinstance(value, dict) or not all(isinstance(k, str) and check(v) and v >= 0 for k, v in value.items()):
             raise ConfigError(f"Invalid switch '{name}': must map model ids to non-negative numbers")
         if name == "model_run_seconds":
             return {k: float(v) for k, v in value.items()}

@@ -36,7 +36,7 @@ def handle_control(ctx: AppContext, request: Request) -> Response:
                     "inputs": r.inputs,
                     "created_at": r.created_at,
                     "outcome": r.outcome,
-                    "status": r.status(now),
+                    "status": r.status(now, hold=ctx.config.hold_predictions),
                     "webhook": r.webhook,
                 }
                 for r in ctx.state.predictions.values()

@@ -132,9 +132,7 @@ def _fmt(number: int | float) -> str:
 
 def _check_value(param: ParamSpec, value: object) -> None:
     if not _type_matches(param.type, value):
-        raise InputError(
-            f"Invalid parameter '{param.name}': expected {param.type}, got {_json_type_name(value)}"
-        )
+        raise InputError(f"Invalid parameter '{param.name}': expected {param.type}, got {_json_type_name(value)}")
     if param.enum is not None and value not in param.enum:
         raise InputError(f"Invalid parameter '{param.name}': must be one of {', '.join(param.enum)}")
     if isinstance(value, int | float) and (param.minimum is not None or param.maximum is not None):
@@ -247,9 +245,7 @@ FLUX_DEV = ModelSpec(
             default="1024*1024",
             pattern=r"[0-9]+\*[0-9]+",
         ),
-        ParamSpec(
-            "num_images", "integer", "The number of images to generate.", default=1, minimum=1, maximum=4
-        ),
+        ParamSpec("num_images", "integer", "The number of images to generate.", default=1, minimum=1, maximum=4),
         _SEED,
         ParamSpec(
             "output_format",

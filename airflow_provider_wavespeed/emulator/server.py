@@ -200,8 +200,7 @@ class _HttpConnection:
 
     async def _respond(self, response: Response, request_method: bytes) -> bool:
         headers: list[tuple[bytes, bytes]] = [
-            (name.encode("latin-1", "replace"), value.encode("latin-1", "replace"))
-            for name, value in response.headers
+            (name.encode("latin-1", "replace"), value.encode("latin-1", "replace")) for name, value in response.headers
         ]
         headers += [
             (b"content-length", str(response.content_length).encode()),

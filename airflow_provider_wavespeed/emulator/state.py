@@ -49,9 +49,7 @@ def parse_timestamp(text: str) -> int:
     if not match:
         raise ValueError(text)
     year, month, day, hour, minute, second, frac, tz = match.groups()
-    moment = datetime(
-        int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), tzinfo=UTC
-    )
+    moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), tzinfo=UTC)
     ns = int(moment.timestamp()) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
     if tz and tz not in ("Z", "z"):
         sign = 1 if tz[0] == "+" else -1
@@ -85,28 +83,29 @@ class PredictionRecord:
     def created_at(self) -> str:
         return format_timestamp(self.created_ns)
 
-    def status(self, now: float) -> str:
+    def status(self, now: float, *, hold: bool = False) -> str:
+        """The status at ``now``; ``hold`` keeps a prediction that is due to finish ``processing``."""
         if self.deleted:
             return "deleted"
         elapsed = now - self.created_monotonic
         if elapsed < self.queue_seconds:
             return "created"
-        if elapsed < self.queue_seconds + self.run_seconds:
+        if hold or elapsed < self.queue_seconds + self.run_seconds:
             return "processing"
         return "completed" if self.outcome in ("completed", "nsfw") else self.outcome
 
     def output_path(self, index: int) -> str:
         return f"/media/outputs/{self.id}/{index}.{EXTENSIONS[self.output_kind]}"
 
-    def to_api(self, base_url: str, now: float) -> dict[str, Any]:
-        """The prediction object exactly as the API reports it."""
-        status = self.status(now)
+    def to_api(self, base_url: str, now: float, *, hold: bool = False, with_input: bool = False) -> dict[str, Any]:
+        """The prediction object exactly as the API reports it (``input`` only when asked for)."""
+        status = self.status(now, hold=hold)
         completed = status == "completed"
         failed = status in TERMINAL_FAILURES
         finished = completed or failed
         elapsed_ms = round(self.run_seconds * 1000) if finished else 0
         outputs = [base_url + self.output_path(i) for i in range(self.output_count)] if completed else []
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "model": self.model,
             "outputs": outputs,
@@ -119,6 +118,9 @@ class PredictionRecord:
             "executionTime": elapsed_ms,
             "timings": {"inference": elapsed_ms},
         }
+        if with_input:
+            data["input"] = dict(self.inputs)
+        return data
 
 
 @dataclass
@@ -159,6 +161,8 @@ class EmulatorState:
     uploads: dict[str, UploadRecord] = field(default_factory=dict)
     _nth_setting: int = 0
     _nth_count: int = 0
+    _nth_submit_setting: int = 0
+    _nth_submit_count: int = 0
 
     def now(self) -> float:
         return self.clock()
@@ -209,7 +213,7 @@ class EmulatorState:
     def get(self, prediction_id: str) -> PredictionRecord | None:
         return self.predictions.get(prediction_id)
 
-    def history(self, query: HistoryQuery) -> tuple[int, list[PredictionRecord]]:
+    def history(self, query: HistoryQuery, *, hold: bool = False) -> tuple[int, list[PredictionRecord]]:
         """(total matching, records of the requested page), most recent first.
 
         Deleted predictions are left out unless ``status == "deleted"`` is asked for explicitly.
@@ -218,7 +222,7 @@ class EmulatorState:
         oldest = self.wall_clock_ns() - HISTORY_WINDOW_NS
         matching: list[PredictionRecord] = []
         for record in self.predictions.values():
-            status = record.status(now)
+            status = record.status(now, hold=hold)
             if record.created_ns < oldest:
                 continue
             if query.model is not None and record.model != query.model:
@@ -257,6 +261,15 @@ class EmulatorState:
         self._nth_count += 1
         return self._nth_count % every_nth == 0
 
+    def nth_submit_loses_reply(self, every_nth: int) -> bool:
+        """Count one accepted submit; True if it is the Nth since ``every_nth`` was (re)set."""
+        if every_nth != self._nth_submit_setting:
+            self._nth_submit_setting, self._nth_submit_count = every_nth, 0
+        if every_nth <= 0:
+            return False
+        self._nth_submit_count += 1
+        return self._nth_submit_count % every_nth == 0
+
     # -- uploads -----------------------------------------------------------------------------------
 
     def create_upload(self, filename: str, content_type: str, media_type: str, size: int) -> UploadRecord:
@@ -278,4 +291,5 @@ class EmulatorState:
         self.predictions.clear()
         self.uploads.clear()
         self._nth_setting = self._nth_count = 0
+        self._nth_submit_setting = self._nth_submit_count = 0
         return sorted(set(paths))

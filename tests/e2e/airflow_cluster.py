@@ -297,9 +297,7 @@ class AirflowCluster:
     def _airflow_cmd(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "airflow", *args]
 
-    def run_cli(
-        self, *args: str, timeout: float = 120.0, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
+    def run_cli(self, *args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``airflow <args>`` in a fresh process against this cluster's home (~4-6 s each)."""
         proc = subprocess.run(
             self._airflow_cmd(*args),
@@ -329,8 +327,7 @@ class AirflowCluster:
             else:
                 if code != 0:
                     raise AirflowClusterError(
-                        f"`airflow {' '.join(args)}` exited {code}\n{output[-5000:]}\n"
-                        f"{self._tail(WARM_CLI, 5000)}"
+                        f"`airflow {' '.join(args)}` exited {code}\n{output[-5000:]}\n{self._tail(WARM_CLI, 5000)}"
                     )
                 return output
         return self.run_cli(*args, timeout=timeout).stdout
@@ -412,9 +409,7 @@ class AirflowCluster:
                 self._open_log(WARM_CLI, "starting the warm airflow CLI"),
             )
             self._migrate()
-            self._spawn(
-                API_SERVER, "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", str(self.api_port)
-            )
+            self._spawn(API_SERVER, "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", str(self.api_port))
             self._spawn(DAG_PROCESSOR, "dag-processor")
             self._spawn(SCHEDULER, "scheduler", "--skip-serve-logs")
             self._start_triggerer_process()
@@ -563,8 +558,7 @@ class AirflowCluster:
             rows = [
                 r
                 for r in rows
-                if r["latest_heartbeat"]
-                and (now - _utc(r["latest_heartbeat"])).total_seconds() < max_heartbeat_age
+                if r["latest_heartbeat"] and (now - _utc(r["latest_heartbeat"])).total_seconds() < max_heartbeat_age
             ]
         return [row["id"] for row in rows]
 
@@ -712,8 +706,7 @@ class AirflowCluster:
 
         def probe() -> str | None:
             rows = self._query(
-                "SELECT state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ? "
-                "AND map_index = ?",
+                "SELECT state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
                 (dag_id, run_id, task_id, map_index),
             )
             current = rows[0]["state"] if rows else None

@@ -26,9 +26,7 @@ _LOG_CHARS_PER_FILE = 20_000
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "e2e: end-to-end test running a real Airflow (api-server, scheduler, triggerer)"
-    )
+    config.addinivalue_line("markers", "e2e: end-to-end test running a real Airflow (api-server, scheduler, triggerer)")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -35,9 +35,7 @@ def http() -> Iterator[httpx.Client]:
 def api(wavespeed_emulator: WaveSpeedEmulator) -> Iterator[httpx.Client]:
     """An authenticated keep-alive client for the emulator."""
     headers = {"Authorization": f"Bearer {wavespeed_emulator.api_key}"}
-    with httpx.Client(
-        base_url=wavespeed_emulator.base_url, headers=headers, timeout=10, verify=SHARED_TLS
-    ) as client:
+    with httpx.Client(base_url=wavespeed_emulator.base_url, headers=headers, timeout=10, verify=SHARED_TLS) as client:
         yield client
 
 

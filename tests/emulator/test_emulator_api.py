@@ -22,9 +22,7 @@ AVATAR_INPUTS = {"image": "https://example.com/face.png", "audio": "https://exam
 UNAUTHORIZED = {"code": 401, "message": "Unauthorized: invalid API key", "data": None}
 
 
-@pytest.mark.parametrize(
-    "headers", [{}, {"Authorization": "Bearer wrong-key"}, {"Authorization": "ws-emulator-key"}]
-)
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key"}, {"Authorization": "ws-emulator-key"}])
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -266,9 +264,7 @@ def test_next_outcomes_are_popped_in_order_including_nsfw(
     ]
 
 
-def test_media_input_that_is_not_an_http_url_fails_with_1402_after_the_run(
-    submit: Submit, wait_terminal: Wait
-) -> None:
+def test_media_input_that_is_not_an_http_url_fails_with_1402_after_the_run(submit: Submit, wait_terminal: Wait) -> None:
     prediction = submit(image="/home/me/face.png", audio="https://example.com/voice.mp3")
     assert prediction["status"] == "created"  # accepted (and billed) first, like the real API
     data = wait_terminal(prediction["id"])

@@ -33,9 +33,7 @@ def test_rate_limit_next_gets_429_with_retry_after_then_recovers(
     assert wavespeed_emulator.stats.requests_by_status == {429: 2, 200: 1}
 
 
-def test_rate_limited_submit_creates_no_prediction(
-    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
-) -> None:
+def test_rate_limited_submit_creates_no_prediction(wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client) -> None:
     wavespeed_emulator.config.rate_limit_next = 1
     assert api.post(f"/api/v3/{AVATAR}", json=AVATAR_INPUTS).status_code == 429
     assert wavespeed_emulator.predictions == {}
@@ -109,9 +107,7 @@ def test_cut_download_sends_full_content_length_then_closes_early(
     assert bytes(received) + ranged.content == wavespeed_emulator.expected_output_bytes(prediction_id)
 
 
-def test_latency_is_added_before_api_responses(
-    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
-) -> None:
+def test_latency_is_added_before_api_responses(wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client) -> None:
     wavespeed_emulator.config.latency_seconds = 0.2
     started = time.monotonic()
     assert api.get("/api/v3/balance").status_code == 200

@@ -28,9 +28,7 @@ def test_http_control_endpoints_set_switches_report_stats_and_reset(
     http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
 ) -> None:
     control = f"{wavespeed_emulator.base_url}/_emulator"
-    update = http.post(
-        f"{control}/config", json={"balance": 5.0, "next_outcomes": ["failed"], "run_seconds": 2}
-    )
+    update = http.post(f"{control}/config", json={"balance": 5.0, "next_outcomes": ["failed"], "run_seconds": 2})
     assert update.status_code == 200
     assert update.json()["data"]["balance"] == 5.0
     assert wavespeed_emulator.config.next_outcomes == ["failed"]

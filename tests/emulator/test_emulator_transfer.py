@@ -31,9 +31,7 @@ def test_upload_ticket_then_unauthenticated_put_makes_download_url_serve_the_byt
     assert data["upload"]["method"] == "PUT"
     assert data["upload"]["url"].startswith(f"{base}/_uploads/")
     assert data["upload"]["headers"] == {"Content-Type": "image/png"}
-    assert data["download_url"].startswith(f"{base}/media/uploads/") and data["download_url"].endswith(
-        "/face.png"
-    )
+    assert data["download_url"].startswith(f"{base}/media/uploads/") and data["download_url"].endswith("/face.png")
     assert http.get(data["download_url"]).status_code == 404  # nothing uploaded yet
 
     put = http.put(data["upload"]["url"], content=PAYLOAD, headers=data["upload"]["headers"])  # no auth

@@ -44,10 +44,7 @@ def test_output_bytes_have_exact_size_and_are_deterministic(kind: str, size: int
 def test_iter_output_bytes_slices_agree_with_full_body() -> None:
     full = expected_output_bytes("p", 0, 3_000_000, "png")
     for start, end in [(0, 10), (5, 70_000), (1_048_570, 2_100_000), (2_999_990, 3_000_000)]:
-        assert (
-            b"".join(bytes(x) for x in iter_output_bytes("p", 0, 3_000_000, "png", start, end))
-            == full[start:end]
-        )
+        assert b"".join(bytes(x) for x in iter_output_bytes("p", 0, 3_000_000, "png", start, end)) == full[start:end]
     assert max(len(x) for x in iter_output_bytes("p", 0, 3_000_000, "png")) <= 1 << 20
 
 

@@ -81,4 +81,3 @@ def test_hook_method_form_matches_provider_info_for_airflow_3_1():
     assert from_hook["hidden_fields"] == declared["hidden-fields"]
     assert from_hook["relabeling"] == declared["relabeling"]
     assert from_hook["placeholders"] == declared["placeholders"]
-
