@@ -28,6 +28,7 @@ demo: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check airflow_provider_wavespeed tests example_dags benchmarks scripts
+	$(VENV)/bin/ruff format --check airflow_provider_wavespeed tests example_dags benchmarks scripts
 	$(VENV)/bin/mypy airflow_provider_wavespeed
 
 pytest: $(VENV)/.installed
