@@ -27,6 +27,17 @@ def handle_control(ctx: AppContext, request: Request) -> Response:
     if action == "reset" and method == "POST":
         ctx.reset()
         return ok({"reset": True})
+    if action == "release" and method == "POST":
+        try:
+            ids = parse_json_object(request, empty_ok=False).get("ids")
+        except BadRequest as exc:
+            return error(400, str(exc))
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return error(400, "Invalid parameter 'ids': must be an array of prediction ids")
+        released = [i for i in ids if i in ctx.state.predictions]
+        for prediction_id in released:
+            ctx.state.predictions[prediction_id].released = True
+        return ok({"released": released})
     if action == "predictions" and method == "GET":
         now = ctx.state.now()
         return ok(
@@ -42,6 +53,6 @@ def handle_control(ctx: AppContext, request: Request) -> Response:
                 for r in ctx.state.predictions.values()
             }
         )
-    if action in ("stats", "config", "reset", "predictions"):
+    if action in ("stats", "config", "reset", "predictions", "release"):
         return error(405, f"method not allowed: {method} {request.path}")
     return error(404, f"not found: {request.path}")

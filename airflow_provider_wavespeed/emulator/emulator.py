@@ -190,6 +190,15 @@ class WaveSpeedEmulator:
         if ctx is not None:
             self.call_in_loop(ctx.reset)
 
+    def release(self, *prediction_ids: str) -> None:
+        """Let these predictions finish by their own clock although ``hold_predictions`` is on."""
+
+        def mark() -> None:
+            for prediction_id in prediction_ids:
+                self.predictions[prediction_id].released = True
+
+        self.call_in_loop(mark)
+
     def output_url(self, prediction_id: str, index: int = 0) -> str:
         return self.base_url + self.predictions[prediction_id].output_path(index)
 
