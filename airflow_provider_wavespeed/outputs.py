@@ -6,7 +6,6 @@ import logging
 import posixpath
 import re
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -16,13 +15,13 @@ import httpx
 from airflow_provider_wavespeed.api.client import WaveSpeedClient
 from airflow_provider_wavespeed.api.download import download
 from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.progress import TransferProgress
 from airflow_provider_wavespeed.storage import Destination
 
 log = logging.getLogger(__name__)
 
 _EXTENSION = re.compile(r"^\.[A-Za-z0-9]{1,5}$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-PROGRESS_EVERY_SECONDS = 5.0
 
 
 def output_name(prediction_id: str, index: int, count: int, url: str, stem: str | None = None) -> str:
@@ -33,23 +32,6 @@ def output_name(prediction_id: str, index: int, count: int, url: str, stem: str 
         raise ValueError(f"filename {stem!r} has no usable characters")
     suffix = f"_{index}" if count > 1 else ""
     return f"{base}{suffix}{ext if _EXTENSION.match(ext) else ''}"
-
-
-class _Progress:
-    """Log bytes, percent and MB/s for one output at most every few seconds."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.started = self.last = time.monotonic()
-
-    def __call__(self, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY_SECONDS:
-            return
-        self.last = now
-        rate = done / max(now - self.started, 1e-6) / 1e6
-        share = f" ({100 * done / total:.0f}%)" if total else ""
-        log.info("Downloading %s: %.1f MB%s at %.1f MB/s", self.name, done / 1e6, share, rate)
 
 
 def _remote_size(http: httpx.Client, url: str) -> int | None:
@@ -70,7 +52,9 @@ def store_output(client: WaveSpeedClient, url: str, destination: Destination, na
         return target
     sink = destination.open_part(name)
     try:
-        result = download(client.http, url, sink, retry=client.settings.retry, progress=_Progress(name))
+        result = download(
+            client.http, url, sink, retry=client.settings.retry, progress=TransferProgress("Downloading", name)
+        )
         sink.commit()
     except BaseException:
         sink.abort()

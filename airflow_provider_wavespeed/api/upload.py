@@ -9,7 +9,6 @@ The file is streamed in chunks, never read whole into memory.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
@@ -18,26 +17,26 @@ import httpx
 from airflow_provider_wavespeed.api import protocol
 from airflow_provider_wavespeed.api.client import WaveSpeedClient, connection_error
 from airflow_provider_wavespeed.api.errors import WaveSpeedNotFoundError, WaveSpeedServerError
+from airflow_provider_wavespeed.api.progress import TransferProgress
 
 log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK_SIZE = 1024 * 1024
-PROGRESS_EVERY_SECONDS = 5.0
 
 
 class ProgressReader:
-    """A read-only view of an upload stream that logs bytes, percent and MB/s at most every few seconds."""
+    """A read-only view of an upload stream that reports its progress as it is read."""
 
     def __init__(self, stream: BinaryIO, size: int, name: str) -> None:
-        self.stream, self.size, self.name = stream, size, name
+        self.stream, self.size = stream, size
         self.sent = 0
-        self.started = self.last = time.monotonic()
+        self.progress = TransferProgress("Uploading", name)
 
     def read(self, n: int = -1) -> bytes:
         data = self.stream.read(n)
         if data:
             self.sent += len(data)
-            self._report()
+            self.progress(self.sent, self.size)
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -51,22 +50,6 @@ class ProgressReader:
     def __iter__(self) -> Iterator[bytes]:
         while chunk := self.read(UPLOAD_CHUNK_SIZE):
             yield chunk
-
-    def _report(self) -> None:
-        now = time.monotonic()
-        if now - self.last < PROGRESS_EVERY_SECONDS and self.sent < self.size:
-            return
-        self.last = now
-        rate = self.sent / max(now - self.started, 1e-6) / 1e6
-        share = 100 * self.sent / max(self.size, 1)
-        log.info(
-            "Uploading %s: %.1f of %.1f MB (%.0f%%) at %.1f MB/s",
-            self.name,
-            self.sent / 1e6,
-            self.size / 1e6,
-            share,
-            rate,
-        )
 
 
 def _put(client: WaveSpeedClient, ticket: dict[str, Any], stream: BinaryIO, size: int, name: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -64,6 +64,9 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         self.max_poll_interval = max_poll_interval
         self.model = model
         self.request_timeout = request_timeout
+        # Time source and pause; tests replace them. Not serialized: a re-created trigger uses the real ones.
+        self.clock: Callable[[], float] = time.time
+        self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -112,7 +115,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
                         "Prediction %s is %s (%.0f s since it started)",
                         self.prediction_id,
                         prediction.status,
-                        time.time() - self.started_at,
+                        self.clock() - self.started_at,
                     )
                     last_status = prediction.status
                     if not self.model and prediction.model:
@@ -120,11 +123,11 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
                 if prediction.is_terminal:
                     yield self._event(EVENT_TERMINAL, status=prediction.status, prediction=prediction.to_dict())
                     return
-            now = time.time()
+            now = self.clock()
             if self.deadline is not None and now >= self.deadline:
                 yield self._event(EVENT_DEADLINE, status=last_status, waited=now - self.started_at)
                 return
             pause = schedule.next_interval(now - self.started_at)
             if self.deadline is not None:
                 pause = min(pause, max(0.0, self.deadline - now))
-            await asyncio.sleep(pause)
+            await self.sleep(pause)

@@ -19,6 +19,7 @@ from feature_helpers import (
     AVATAR_INPUTS,
     FLUX,
     dag_file,
+    held_until,
     log_events,
     part_files,
     task_states,
@@ -39,57 +40,77 @@ from airflow_provider_wavespeed.operators.wavespeed import (
 
 
 class DeferralWatcher:
-    """Samples the metadata DB while dag.test() runs: (task_id, map_index, state, link XCom) tuples."""
+    """Holds every prediction in the emulator until the DB shows its task deferred with its link pushed.
 
-    def __init__(self, dag_id: str) -> None:
+    dag.test() runs each trigger inline, so a task instance sits ``deferred`` in the DB only for an
+    instant; instead of racing a sampler against that instant, the emulator keeps each prediction
+    ``processing`` (the trigger keeps waiting, the task cannot resume) until this watcher has seen the
+    task's ``deferred`` log row and its link XCom, and only then releases that one prediction.
+    """
+
+    def __init__(self, dag_id: str, emulator: WaveSpeedEmulator, expected: int, timeout: float = 240.0) -> None:
         self.dag_id = dag_id
-        self.samples: set[tuple[str, int, str, str | None]] = set()
+        self.emulator = emulator
+        self.expected = expected
+        self.timeout = timeout
+        #: (task_id, map_index) -> the link XCom seen while its prediction was held
+        self.links: dict[tuple[str, int], str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> None:
-        from airflow.models.taskinstance import TaskInstance
+    def _deferred_with_link(self) -> dict[tuple[str, int], str]:
+        from airflow.models.log import Log
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
 
         with create_session() as session:
-            tis = session.query(TaskInstance).filter_by(dag_id=self.dag_id).all()
+            deferred = {
+                (row.task_id, row.map_index)
+                for row in session.query(Log).filter_by(dag_id=self.dag_id, event="deferred")
+            }
             links = {
                 (x.task_id, x.map_index): x.value
                 for x in session.query(XComModel).filter_by(dag_id=self.dag_id, key=LINK_XCOM_KEY)
             }
-            for ti in tis:
-                state = str(ti.state) if ti.state else ""
-                self.samples.add((ti.task_id, ti.map_index, state, links.get((ti.task_id, ti.map_index))))
+        return {key: link for key, link in links.items() if key in deferred and link}
 
     def _run(self) -> None:
-        deadline = time.monotonic() + 240
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            with contextlib.suppress(Exception):  # a DB lock or a half-created run: sample again
-                self._sample()
-            self._stop.wait(0.05)
+        deadline = time.monotonic() + self.timeout
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline and len(self.links) < self.expected:
+                with contextlib.suppress(Exception):  # a DB lock or a half-created run: look again
+                    for key, link in self._deferred_with_link().items():
+                        if key not in self.links:
+                            self.links[key] = link
+                            self.emulator.release(prediction_id_of(link))
+                self._stop.wait(0.05)
+        finally:  # seen all, or gave up: never leave dag.test() waiting on a held prediction
+            self.emulator.configure(hold_predictions=False)
 
     def __enter__(self) -> DeferralWatcher:
+        self.emulator.configure(hold_predictions=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
-        self._thread.join(10)
+        self._thread.join(30)
 
-    def links_seen_while_deferred(self, task_id: str) -> dict[int, set[str | None]]:
-        seen: dict[int, set[str | None]] = {}
-        for tid, map_index, state, link in self.samples:
-            if tid == task_id and state == "deferred":
-                seen.setdefault(map_index, set()).add(link)
-        return seen
+    def links_seen_while_deferred(self, task_id: str) -> dict[int, str]:
+        return {map_index: link for (tid, map_index), link in self.links.items() if tid == task_id}
+
+
+def prediction_id_of(link: str) -> str:
+    match = re.search(r"prediction_id=([^&]+)", link)
+    assert match, link
+    return match.group(1)
 
 
 @pytest.fixture(scope="module")
 def link_run(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One DAG run: a plain and a 2-way mapped run operator, each deferring ~3 s, watched from outside."""
     out = tmp_path_factory.mktemp("links")
-    config = EmulatorConfig(queue_seconds=0.0, run_seconds=3.0)  # long enough for the watcher to see each deferral
+    config = EmulatorConfig(queue_seconds=0.0, run_seconds=0.2)  # held until the watcher has seen each deferral
     with WaveSpeedEmulator(config) as emulator, pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", emulator.connection_json())
         dag_id = "wavespeed_ft_links"
@@ -126,7 +147,7 @@ def link_run(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 single >> mapped >> links_from_get_link()
             """,
         )
-        with DeferralWatcher(dag_id) as watcher:
+        with DeferralWatcher(dag_id, emulator, expected=3) as watcher:
             dr = dag.test()
         yield {"dr": dr, "watcher": watcher, "emulator": emulator}
 
@@ -138,7 +159,7 @@ def test_the_run_operator_pushes_the_prediction_link_before_it_defers(link_run):
     expected = prediction_console_url(AVATAR, prediction_id)
     assert expected.startswith("https://wavespeed.ai/models/") and prediction_id in expected
     # While the task instance sat deferred in the DB, its link XCom was already there.
-    assert watcher.links_seen_while_deferred("single").get(-1) == {expected}
+    assert watcher.links_seen_while_deferred("single") == {-1: expected}
     assert xcom_value(dr, "single", key=LINK_XCOM_KEY) == expected
 
 
@@ -158,7 +179,7 @@ def test_each_map_index_of_a_mapped_run_operator_gets_its_own_prediction_link_wh
         assert links[map_index] == prediction_console_url(AVATAR, prediction_id)
     assert links[0] != links[1]
     seen = watcher.links_seen_while_deferred("mapped")
-    assert seen == {0: {links[0]}, 1: {links[1]}}
+    assert seen == {0: links[0], 1: links[1]}
 
 
 def test_the_extra_link_resolves_to_the_pushed_url_for_every_task_instance(link_run):
@@ -237,7 +258,7 @@ def test_a_retry_after_a_failed_download_reuses_the_prediction_and_ends_with_the
 
 def test_the_run_operator_waits_in_the_worker_when_not_deferrable(emulator, run_dag, tmp_path):
     emulator.config.queue_seconds = 0.0
-    emulator.config.run_seconds = 0.5
+    emulator.config.run_seconds = 0.0
     dag = dag_file(
         "wavespeed_ft_run_sync",
         f"""
@@ -249,7 +270,8 @@ def test_the_run_operator_waits_in_the_worker_when_not_deferrable(emulator, run_
         """,
     )
 
-    dr = run_dag(dag)
+    with held_until(emulator, lambda: max(emulator.stats.polls_by_prediction.values(), default=0) >= 2):
+        dr = run_dag(dag)
 
     assert task_states(dr) == {"render": "success"}
     assert "deferred" not in log_events(dr, "render")
@@ -263,7 +285,7 @@ def test_the_run_operator_waits_in_the_worker_when_not_deferrable(emulator, run_
 def test_wait_timeout_fails_the_run_operator_with_the_deadline_message_deferred_or_not(
     emulator, run_dag, tmp_path, all_output
 ):
-    emulator.config.run_seconds = 60.0
+    emulator.config.run_seconds = 600.0
     dag = dag_file(
         "wavespeed_ft_run_deadline",
         f"""
@@ -276,15 +298,13 @@ def test_wait_timeout_fails_the_run_operator_with_the_deadline_message_deferred_
         """,
     )
 
-    started = time.monotonic()
-    dr = run_dag(dag)
+    dr = run_dag(dag)  # the predictions would complete after 60 s: only the deadline can fail the tasks
 
-    assert time.monotonic() - started < 30
     assert task_states(dr) == {"deferrable_true": "failed", "deferrable_false": "failed"}
     assert went_through_deferral(dr, "deferrable_true", all_output)
     output = all_output()
     for prediction_id in emulator.predictions:
-        message = rf"Gave up waiting for WaveSpeed prediction {prediction_id} after [12] s \(last status processing\)"
+        message = rf"Gave up waiting for WaveSpeed prediction {prediction_id} after \d+ s \(last status processing\)"
         assert re.search(message, output), prediction_id
     assert len(emulator.predictions) == 2
     assert list(tmp_path.iterdir()) == []

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import socket
 import textwrap
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,27 @@ FAST_RETRY = RetryPolicy(max_attempts=4, max_elapsed=10.0, initial_wait=0.01, ma
 
 #: Bound for every wait loop in these tests.
 WAIT_SECONDS = 10.0
+
+
+class FakeClock:
+    """A wall clock that moves only when the code under test sleeps: inject ``time`` and ``sleep``.
+
+    Each sleep also yields to the event loop for a real ``real_pause`` seconds, so a loop driven by
+    it cannot spin the CPU, but its schedule and deadlines never depend on how busy the machine is.
+    """
+
+    def __init__(self, start: float | None = None, real_pause: float = 0.005) -> None:
+        self.now = time.time() if start is None else start
+        self.sleeps: list[float] = []
+        self.real_pause = real_pause
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(self.real_pause)
 
 
 def connection_json(emulator: WaveSpeedEmulator, *, key: str | None = None, host: str | None = None) -> str:
@@ -60,6 +85,41 @@ def wait_terminal(emulator: WaveSpeedEmulator, prediction_id: str) -> str:
             return status
         time.sleep(0.02)
     raise AssertionError(f"prediction {prediction_id} did not finish within {WAIT_SECONDS} s")
+
+
+@contextlib.contextmanager
+def held_until(emulator: Any, condition: Callable[[], bool], timeout: float = 120.0) -> Iterator[None]:
+    """Every prediction stays ``processing`` until ``condition()`` holds (or ``timeout`` passes), then moves on.
+
+    Holds a state for as long as the test needs to observe it, instead of hoping a run time is long enough
+    on a busy machine. ``condition`` is checked from a thread while the body (e.g. ``dag.test()``) runs.
+    """
+    stop = threading.Event()
+
+    def watch() -> None:
+        try:
+            deadline = time.monotonic() + timeout
+            while not stop.is_set() and time.monotonic() < deadline:
+                with contextlib.suppress(Exception):
+                    if condition():
+                        return
+                stop.wait(0.02)
+        finally:
+            emulator.configure(hold_predictions=False)
+
+    emulator.configure(hold_predictions=True)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def polled(emulator: WaveSpeedEmulator, times: int) -> Callable[[], bool]:
+    """Condition: some prediction's result was read at least ``times`` times."""
+    return lambda: max(emulator.stats.polls_by_prediction.values(), default=0) >= times
 
 
 def closed_port() -> int:

@@ -21,7 +21,9 @@ from integration_helpers import (
     FLUX,
     LONG_KEY,
     dags_folder,
+    held_until,
     load_dag,
+    polled,
     raw_submit,
     task_states,
     wait_terminal,
@@ -31,7 +33,6 @@ from integration_helpers import (
 
 AIRFLOW_VERSION = tuple(int(part) for part in airflow.__version__.split(".")[:2])
 # Airflow 3.1's dag.test() spends ~7 s starting each task: predictions must outlast that to be waited on.
-TASK_START_SECONDS = 0.0 if AIRFLOW_VERSION >= (3, 3) else 8.0
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,10 +117,10 @@ def only_prediction(emulator: Any) -> str:
 def test_example_dag_defers_then_stores_the_exact_output_and_returns_id_prediction_and_paths(
     emulator, run_dag, tmp_path, monkeypatch, all_output
 ):
-    emulator.config.model_run_seconds = {AVATAR: 3.0 + TASK_START_SECONDS}  # running when the sensor looks: it defers
     dag = load_example_dag(tmp_path / "out", monkeypatch)
 
-    dr = run_dag(dag)
+    with held_until(emulator, polled(emulator, 2)):  # running when the sensor looks (poll 1), so it defers
+        dr = run_dag(dag)
 
     assert str(dr.state) == "success", task_states(dr)
     assert task_states(dr) == {"submit": "success", "wait": "success", "fetch": "success"}
@@ -153,7 +154,6 @@ def test_example_dag_defers_then_stores_the_exact_output_and_returns_id_predicti
 def test_a_failed_prediction_fails_the_sensor_with_id_error_text_and_code_and_the_download_never_runs(
     emulator, run_dag, tmp_path, all_output
 ):
-    emulator.config.model_run_seconds = {AVATAR: 1.5 + TASK_START_SECONDS}  # the failure arrives through the trigger
     dag = dag_file(
         "wavespeed_it_failed_prediction",
         f"""
@@ -173,7 +173,8 @@ def test_a_failed_prediction_fails_the_sensor_with_id_error_text_and_code_and_th
         """,
     )
 
-    dr = run_dag(dag)
+    with held_until(emulator, polled(emulator, 2)):  # the failure arrives through the trigger
+        dr = run_dag(dag)
 
     assert str(dr.state) == "failed"
     assert task_states(dr) == {"submit": "success", "wait": "failed", "fetch": "upstream_failed"}
@@ -279,8 +280,6 @@ def test_a_retried_submit_reuses_the_prediction_of_its_first_try_so_exactly_one_
 
 
 def test_a_non_deferrable_sensor_pokes_from_the_worker_until_the_prediction_completes(emulator, run_dag, all_output):
-    emulator.config.run_seconds = 1.5  # still processing when the sensor starts right after submit
-    emulator.config.model_run_seconds = {AVATAR: 2.0 + TASK_START_SECONDS}  # running at the first poke
     dag = dag_file(
         "wavespeed_it_poke",
         f"""
@@ -293,7 +292,8 @@ def test_a_non_deferrable_sensor_pokes_from_the_worker_until_the_prediction_comp
         """,
     )
 
-    dr = run_dag(dag)
+    with held_until(emulator, polled(emulator, 2)):  # running at the first poke
+        dr = run_dag(dag)
 
     assert task_states(dr) == {"submit": "success", "wait": "success"}
     assert "deferred" not in log_events(dr, "wait")
@@ -347,7 +347,6 @@ def test_a_retried_download_skips_outputs_already_stored_completely_and_replaces
 
 
 def test_the_run_operator_submits_waits_deferred_and_stores_in_one_task(emulator, run_dag, tmp_path, all_output):
-    emulator.config.model_run_seconds = {AVATAR: 1.5 + TASK_START_SECONDS}
     dag = dag_file(
         "wavespeed_it_run_operator",
         f"""
@@ -364,7 +363,8 @@ def test_the_run_operator_submits_waits_deferred_and_stores_in_one_task(emulator
         """,
     )
 
-    dr = run_dag(dag)
+    with held_until(emulator, polled(emulator, 1)):  # still running when the trigger first looks
+        dr = run_dag(dag)
 
     assert task_states(dr) == {"run": "success"}
     assert went_through_deferral(dr, "run", all_output)
@@ -615,10 +615,10 @@ def test_the_api_key_never_reaches_xcom_rendered_fields_the_db_or_the_logs(
     long_key_emulator, run_dag, tmp_path, monkeypatch, all_output
 ):
     emulator = long_key_emulator
-    emulator.config.model_run_seconds = {AVATAR: 2.5 + TASK_START_SECONDS}  # defer, so trigger kwargs are stored too
     dag = load_example_dag(tmp_path / "out", monkeypatch)
 
-    dr = run_dag(dag)
+    with held_until(emulator, polled(emulator, 2)):  # defer, so trigger kwargs are stored too
+        dr = run_dag(dag)
     assert str(dr.state) == "success", task_states(dr)
     assert went_through_deferral(dr, "wait", all_output)
 

@@ -8,7 +8,8 @@ import json
 import time
 from typing import Any
 
-from integration_helpers import AVATAR, AVATAR_INPUTS, LONG_KEY, connection_json, raw_submit
+import pytest
+from integration_helpers import AVATAR, AVATAR_INPUTS, LONG_KEY, FakeClock, connection_json, raw_submit
 
 from airflow_provider_wavespeed.api.loop_clients import clients_in_this_loop
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
@@ -38,8 +39,18 @@ async def first_event(trigger: WaveSpeedPredictionTrigger, timeout: float) -> di
     return dict(event.payload)
 
 
-def run_first_event(trigger: WaveSpeedPredictionTrigger, timeout: float = 10.0) -> dict[str, Any] | None:
-    return asyncio.run(first_event(recreate(trigger), timeout))
+def run_first_event(
+    trigger: WaveSpeedPredictionTrigger, timeout: float = 60.0, clock: FakeClock | None = None
+) -> dict[str, Any] | None:
+    """Re-create ``trigger`` as the triggerer would and run it to its first event (bounded by ``timeout``).
+
+    With ``clock`` the trigger's time and pauses are the fake clock's: its schedule and deadlines are
+    then exact, whatever the load on the machine.
+    """
+    again = recreate(trigger)
+    if clock is not None:
+        again.clock, again.sleep = clock.time, clock.sleep
+    return asyncio.run(first_event(again, timeout))
 
 
 def make_trigger(prediction_id: str, **kwargs: Any) -> WaveSpeedPredictionTrigger:
@@ -63,11 +74,18 @@ def test_serialized_kwargs_are_plain_json_without_the_key_and_recreate_an_equal_
     assert kwargs["deadline"] == trigger.deadline and kwargs["started_at"] == 1_700_000_000.5
 
 
-def test_a_prediction_still_processing_yields_no_event_but_keeps_polling(emulator, raw_api):
-    emulator.config.run_seconds = 30.0
+def test_a_prediction_still_processing_yields_no_terminal_event_and_keeps_polling_until_its_deadline(emulator, raw_api):
+    emulator.config.hold_predictions = True
     prediction_id = raw_submit(raw_api)
-    assert run_first_event(make_trigger(prediction_id), timeout=1.0) is None
-    assert emulator.stats.polls_by_prediction[prediction_id] >= 3  # polling every ~0.2 s, not stuck
+    clock = FakeClock()
+    deadline = clock.now + 5.0
+    event = run_first_event(make_trigger(prediction_id, deadline=deadline), clock=clock)
+    assert event is not None and event["event"] == "deadline"
+    assert event["status"] == "processing"
+    polls = emulator.stats.polls_by_prediction[prediction_id]
+    assert polls == len(clock.sleeps) + 1 >= 5  # polled after every pause, not stuck
+    assert all(pause >= POLL for pause in clock.sleeps[:-1])  # never closer than poll_interval
+    assert clock.now == pytest.approx(deadline)  # the last pause ended exactly at the deadline
 
 
 def test_a_completed_prediction_yields_a_terminal_event_carrying_the_prediction_and_outputs(emulator, raw_api):
@@ -93,37 +111,39 @@ def test_a_failed_prediction_yields_a_terminal_event_with_status_failed_error_an
 
 
 def test_a_deadline_already_past_yields_a_deadline_event_at_once(emulator, raw_api):
-    emulator.config.run_seconds = 30.0
+    emulator.config.hold_predictions = True
     prediction_id = raw_submit(raw_api)
-    started = time.monotonic()
-    event = run_first_event(make_trigger(prediction_id, deadline=time.time() - 1))
+    clock = FakeClock()
+    event = run_first_event(make_trigger(prediction_id, deadline=clock.now - 1), clock=clock)
     assert event is not None and event["event"] == "deadline"
     assert event["prediction_id"] == prediction_id
     assert event["status"] in ("created", "processing")
-    assert time.monotonic() - started < 2.0
+    assert clock.sleeps == []  # no pause before giving up
+    assert emulator.stats.polls_by_prediction[prediction_id] == 1
 
 
 def test_a_near_deadline_ends_the_wait_when_it_passes_not_a_poll_interval_later(emulator, raw_api):
-    emulator.config.run_seconds = 30.0
+    emulator.config.hold_predictions = True
     prediction_id = raw_submit(raw_api)
-    started = time.monotonic()
-    event = run_first_event(make_trigger(prediction_id, deadline=time.time() + 0.6, poll_interval=5.0))
-    elapsed = time.monotonic() - started
+    clock = FakeClock()
+    deadline = clock.now + 0.6
+    event = run_first_event(make_trigger(prediction_id, deadline=deadline, poll_interval=5.0), clock=clock)
     assert event is not None and event["event"] == "deadline"
     assert event["waited"] > 0
-    assert 0.5 <= elapsed < 2.5
+    assert clock.sleeps == [pytest.approx(0.6)]  # slept only up to the deadline, not 5 s
+    assert clock.now == pytest.approx(deadline)
 
 
 def test_a_bad_key_yields_an_error_event_immediately_without_the_key(emulator, raw_api, monkeypatch):
     prediction_id = raw_submit(raw_api)
     monkeypatch.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", connection_json(emulator, key=LONG_KEY))
-    started = time.monotonic()
-    event = run_first_event(make_trigger(prediction_id))
+    clock = FakeClock()
+    event = run_first_event(make_trigger(prediction_id), clock=clock)
     assert event is not None and event["event"] == "error"
     assert event["error_type"] == "WaveSpeedAuthError"
     assert "401" in event["message"]
     assert LONG_KEY not in json.dumps(event)
-    assert time.monotonic() - started < 2.0
+    assert clock.sleeps == []  # no pause: it gave up at once
     assert emulator.stats.polls_by_prediction[prediction_id] == 1  # not retried
 
 
@@ -137,7 +157,7 @@ def test_an_unknown_connection_yields_an_error_event_naming_it(emulator, raw_api
 def test_a_503_storm_while_polling_does_not_end_the_wait_and_it_still_completes(emulator, raw_api):
     prediction_id = raw_submit(raw_api)
     emulator.config.fail_every_nth = 2
-    event = run_first_event(make_trigger(prediction_id), timeout=15.0)
+    event = run_first_event(make_trigger(prediction_id), timeout=60.0)
     assert event is not None
     assert event["event"] == "terminal" and event["status"] == "completed"
     assert emulator.stats.faults_injected >= 1
@@ -148,7 +168,7 @@ def test_fifty_triggers_in_one_loop_share_one_client_which_is_closed_when_the_lo
     triggers = [recreate(make_trigger(pid)) for pid in ids]
 
     async def main() -> tuple[list[dict[str, Any] | None], int, Any]:
-        events = await asyncio.gather(*(first_event(t, 15.0) for t in triggers))
+        events = await asyncio.gather(*(first_event(t, 60.0) for t in triggers))
         shared = await WaveSpeedHook().get_async_conn()  # the loop's client for these settings
         return list(events), clients_in_this_loop(), shared
 
@@ -163,7 +183,7 @@ def test_each_event_loop_gets_its_own_client(emulator, raw_api):
     prediction_id = raw_submit(raw_api)
 
     async def one() -> Any:
-        await first_event(recreate(make_trigger(prediction_id)), 10.0)
+        await first_event(recreate(make_trigger(prediction_id)), 60.0)
         assert clients_in_this_loop() == 1
         return await WaveSpeedHook().get_async_conn()
 
