@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import os
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote as url_quote
 
+from airflow_provider_wavespeed.emulator.audio import served_media_duration
 from airflow_provider_wavespeed.emulator.config import OUTCOMES
 from airflow_provider_wavespeed.emulator.context import AppContext
+from airflow_provider_wavespeed.emulator.limits import retry_after_header
 from airflow_provider_wavespeed.emulator.models import (
+    BASE64_FLAG,
+    SYNC_FLAG,
     InputError,
+    ModelSpec,
     catalogue_json,
-    get_model,
     media_problem,
     validate_inputs,
 )
@@ -22,6 +27,7 @@ from airflow_provider_wavespeed.emulator.multipart import (
     boundary_from_content_type,
     parse_multipart_file,
 )
+from airflow_provider_wavespeed.emulator.pricing import CURRENCY, quote
 from airflow_provider_wavespeed.emulator.state import (
     MAX_PAGE_SIZE,
     MEDIA_FAILURE_CODE,
@@ -31,10 +37,15 @@ from airflow_provider_wavespeed.emulator.state import (
     UploadRecord,
     parse_timestamp,
 )
-from airflow_provider_wavespeed.emulator.wire import Request, Response, dropped, error, ok
+from airflow_provider_wavespeed.emulator.wire import Request, Response, dropped, error, json_response, ok
 
 #: Prompt markers that force a terminal outcome, e.g. "a cat [emulator:failed]".
 PROMPT_MAGIC = {f"[emulator:{outcome}]": outcome for outcome in OUTCOMES}
+#: wavespeed-api.md 6.1 / the base64-output doc: the API's words for this 400.
+BASE64_WEBHOOK_ERROR = "webhook callback does not support base64 output, please use the normal API to use base64 output"
+SYNC_TIMEOUT_CODE = 5004
+SYNC_POLL_SECONDS = 0.01
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "timeout", "deleted"})
 
 
 class BadRequest(ValueError):
@@ -70,47 +81,145 @@ def choose_outcome(ctx: AppContext, inputs: dict[str, Any]) -> str:
     return "completed"
 
 
-def submit(ctx: AppContext, request: Request, model_id: str) -> Response:
-    spec = get_model(model_id)
+def price_of(ctx: AppContext, spec: ModelSpec, inputs: dict[str, Any]) -> float:
+    return quote(spec.base_price, spec.pricing, inputs, lambda url: served_media_duration(ctx, url))
+
+
+def _api_key(request: Request) -> str:
+    return request.header("authorization").partition(" ")[2].strip()
+
+
+async def submit(ctx: AppContext, request: Request, model_id: str) -> Response:
+    spec = ctx.catalogue.get(model_id)
     if spec is None:
         return error(404, f"model not found: {model_id}")
     try:
         inputs = validate_inputs(spec, parse_json_object(request))
     except (InputError, BadRequest) as exc:
         return error(400, str(exc))
+    webhook = request.query.get("webhook", [None])[-1] or None
+    if inputs.get(BASE64_FLAG) is True and webhook is not None:
+        return json_response(
+            {"code": 400, "message": BASE64_WEBHOOK_ERROR, "data": None, "error": BASE64_WEBHOOK_ERROR}, 400
+        )
+    config = ctx.config
+    key, now = _api_key(request), ctx.state.now()
+    wait = ctx.submit_window.retry_after(key, now, config.submits_per_minute)
+    if wait is not None:
+        ctx.stats.submits_rate_limited += 1
+        headers = [("Retry-After", retry_after_header(wait))] if config.submit_limit_retry_after else []
+        return error(429, "Too many requests: the account's per-minute submit limit was reached", headers)
     outcome = choose_outcome(ctx, inputs)
     bad_media = media_problem(spec, inputs)
     failure = None
     if bad_media is not None:
         failure = (MEDIA_FAILURE_CODE, f"Failed to download {bad_media} from the provided URL.")
-    webhook = request.query.get("webhook", [None])[-1]
+    price = price_of(ctx, spec, inputs)
     record = ctx.state.create_prediction(
         model=spec.model_id,
         inputs=inputs,
-        queue_seconds=ctx.config.queue_seconds,
-        run_seconds=ctx.config.run_seconds_for(spec.model_id),
+        queue_seconds=config.queue_seconds,
+        run_seconds=config.run_seconds_for(spec.model_id),
         outcome=outcome,
         output_kind=spec.output_kind,
         output_count=spec.output_count(inputs),
-        output_size=ctx.config.output_size_for(spec.model_id),
+        output_size=config.output_size_for(spec.model_id),
         error=failure,
         webhook=webhook,
+        max_concurrency=config.max_concurrency,
+        base64_output=spec.declares(BASE64_FLAG) and inputs.get(BASE64_FLAG) is True,
+        price=price,
     )
-    ctx.config.balance = round(ctx.config.balance - spec.base_price, 6)
+    ctx.submit_window.record(key, now)
+    ctx.webhooks.track(record)
+    config.balance = round(config.balance - price, 6)
     ctx.stats.count_accepted_submit(spec.model_id)
-    if ctx.config.lose_submit_replies > 0:
-        ctx.config.lose_submit_replies -= 1
+    if spec.declares(SYNC_FLAG) and inputs.get(SYNC_FLAG) is True:
+        data = await wait_for_sync_result(ctx, record)
+    else:
+        data = prediction_json(ctx, record)
+    if config.lose_submit_replies > 0:
+        config.lose_submit_replies -= 1
         ctx.stats.lost_submit_replies += 1
         return dropped()
-    if ctx.state.nth_submit_loses_reply(ctx.config.lose_submit_reply_every_nth):
+    if ctx.state.nth_submit_loses_reply(config.lose_submit_reply_every_nth):
         ctx.stats.lost_submit_replies += 1
         return error(502, "Bad Gateway: the upstream reply was lost")
-    return ok(prediction_json(ctx, record))
+    return ok(data)
+
+
+async def wait_for_sync_result(ctx: AppContext, record: PredictionRecord) -> dict[str, Any]:
+    """Hold the submit until the prediction is final or the sync window (emulator clock) passes.
+
+    Bounded twice: by the window on the emulator's clock, and by as many polls as the window holds
+    in real time (so a manual clock nobody advances cannot hold the request for ever).
+    """
+    window = ctx.config.sync_window_seconds
+    deadline = ctx.state.now() + window
+    for _ in range(int(window / SYNC_POLL_SECONDS) + 1):
+        now = ctx.refresh()
+        if record.status(now, hold=ctx.config.hold_predictions) in FINAL_STATUSES or now >= deadline:
+            break
+        await asyncio.sleep(SYNC_POLL_SECONDS)
+    data = prediction_json(ctx, record)
+    if data["status"] in FINAL_STATUSES:
+        return data
+    ctx.stats.sync_timeouts += 1
+    seconds = int(window) if float(window).is_integer() else window
+    data["code"] = SYNC_TIMEOUT_CODE
+    data["error"] = f"Sync mode timed out after {seconds} seconds. The prediction is still processing asynchronously."
+    return data
 
 
 def prediction_json(ctx: AppContext, record: PredictionRecord, *, with_input: bool = False) -> dict[str, Any]:
     """``record`` as the API reports it now, with the hold switch applied."""
     return record.to_api(ctx.base_url, ctx.state.now(), hold=ctx.config.hold_predictions, with_input=with_input)
+
+
+def _quote_request(ctx: AppContext, request: Request) -> tuple[ModelSpec, float] | Response:
+    try:
+        body = parse_json_object(request, empty_ok=False)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    model_id = body.get("model_id")
+    if not isinstance(model_id, str) or not model_id:
+        return error(400, "Missing required parameter: model_id")
+    inputs = body.get("inputs", {})
+    if inputs is None:
+        inputs = {}
+    if not isinstance(inputs, dict):
+        return error(400, "Invalid parameter 'inputs': must be an object")
+    spec = ctx.catalogue.get(model_id.strip("/"))
+    if spec is None:
+        return error(404, f"model not found: {model_id}")
+    ctx.stats.quotes += 1
+    return spec, price_of(ctx, spec, inputs)
+
+
+def model_pricing(ctx: AppContext, request: Request) -> Response:
+    """``POST /api/v3/model/pricing`` (the docs' shape): ``data: {model_id, unit_price, currency}``."""
+    if not ctx.config.pricing_endpoint_enabled:
+        return error(404, f"not found: {request.path}")
+    quoted = _quote_request(ctx, request)
+    if isinstance(quoted, Response):
+        return quoted
+    spec, price = quoted
+    return ok({"model_id": spec.model_id, "unit_price": price, "currency": CURRENCY})
+
+
+def model_price(ctx: AppContext, request: Request) -> Response:
+    """``POST /api/v3/model/price`` (the MCP server's shape): ``data: {model_id, price, discounted_price, ...}``."""
+    if not ctx.config.price_endpoint_enabled:
+        return error(404, f"not found: {request.path}")
+    quoted = _quote_request(ctx, request)
+    if isinstance(quoted, Response):
+        return quoted
+    spec, price = quoted
+    return ok({"model_id": spec.model_id, "price": price, "discounted_price": price, "currency": CURRENCY})
+
+
+def webhook_secret(ctx: AppContext) -> Response:
+    return ok({"secret": ctx.config.webhook_secret})
 
 
 def get_prediction(ctx: AppContext, prediction_id: str) -> Response:
@@ -206,7 +315,7 @@ def models(ctx: AppContext) -> Response:
     status = ctx.config.models_endpoint_status
     if status != 200:
         return error(status, "model catalogue temporarily unavailable")
-    return ok(catalogue_json())
+    return ok(catalogue_json(ctx.catalogue))
 
 
 def media_type_for(content_type: str) -> str:
@@ -221,7 +330,7 @@ def _guess_type(filename: str) -> str:
 def _upload_urls(ctx: AppContext, record: UploadRecord) -> dict[str, Any]:
     return {
         "type": record.media_type,
-        "download_url": f"{ctx.base_url}/media/uploads/{record.token}/{quote(record.filename)}",
+        "download_url": f"{ctx.base_url}/media/uploads/{record.token}/{url_quote(record.filename)}",
         "filename": record.filename,
         "size": record.length if record.complete else record.declared_size,
     }

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from airflow_provider_wavespeed.emulator import api, cdn
 from airflow_provider_wavespeed.emulator.context import AppContext
 from airflow_provider_wavespeed.emulator.control import handle_control
+from airflow_provider_wavespeed.emulator.webhooks import WebhookDispatcher
 from airflow_provider_wavespeed.emulator.wire import Request, Response, error, ok
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ def resolve_api_route(method: str, rest: str) -> ApiRoute:
         "predictions/delete": ("POST", "delete"),
         "media/uploads": ("POST", "upload_ticket"),
         "media/upload/binary": ("POST", "upload_binary"),
+        "model/pricing": ("POST", "pricing"),
+        "model/price": ("POST", "price"),
+        "webhook/secret": ("GET", "webhook_secret"),
     }
     if rest in fixed:
         wanted, name = fixed[rest]
@@ -65,6 +69,14 @@ class EmulatorApp:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self.webhooks = WebhookDispatcher(ctx)
+
+    def start(self) -> None:
+        """Start the background work (webhook delivery); call on the loop that serves requests."""
+        self.webhooks.start()
+
+    async def close(self) -> None:
+        await self.webhooks.close()
 
     @staticmethod
     def wants_file_body(method: str, path: str) -> bool:
@@ -76,6 +88,7 @@ class EmulatorApp:
     async def handle(self, request: Request) -> Response:
         self.ctx.stats.requests_total += 1
         try:
+            self.ctx.refresh()
             return await self._dispatch(request)
         except Exception as exc:
             log.exception("emulator handler failed for %s %s", request.method, request.path)
@@ -137,13 +150,13 @@ class EmulatorApp:
             return error(503, "Service temporarily unavailable, please try again later")
         if not self._authorized(request):
             return error(401, "Unauthorized: invalid API key")
-        return self._api_route(request, route)
+        return await self._api_route(request, route)
 
-    def _api_route(self, request: Request, route: ApiRoute) -> Response:
+    async def _api_route(self, request: Request, route: ApiRoute) -> Response:
         ctx = self.ctx
         match route.name:
             case "submit":
-                return api.submit(ctx, request, route.arg)
+                return await api.submit(ctx, request, route.arg)
             case "result":
                 return api.get_prediction(ctx, route.arg)
             case "history":
@@ -160,6 +173,12 @@ class EmulatorApp:
                 return api.upload_ticket(ctx, request)
             case "upload_binary":
                 return api.upload_binary(ctx, request)
+            case "pricing":
+                return api.model_pricing(ctx, request)
+            case "price":
+                return api.model_price(ctx, request)
+            case "webhook_secret":
+                return api.webhook_secret(ctx)
             case "method_not_allowed":
                 return error(405, f"method not allowed: {request.method} {request.path}")
         return error(404, f"not found: {request.path}")

@@ -13,7 +13,9 @@ import tempfile
 from airflow_provider_wavespeed.emulator.app import EmulatorApp
 from airflow_provider_wavespeed.emulator.config import DEFAULT_API_KEY, EmulatorConfig
 from airflow_provider_wavespeed.emulator.context import AppContext
-from airflow_provider_wavespeed.emulator.server import EmulatorServer, is_loopback_host, raise_open_file_limit
+from airflow_provider_wavespeed.emulator.models import ModelCatalogueError, ModelSpec, build_catalogue, load_models
+from airflow_provider_wavespeed.emulator.server import EmulatorServer, raise_open_file_limit
+from airflow_provider_wavespeed.emulator.wire import is_loopback_host
 
 BANNER = "WaveSpeed emulator listening on {url}"
 
@@ -30,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-seconds", type=float, default=None, help="seconds in status 'processing'")
     parser.add_argument("--output-size", type=int, default=None, help="size of every output file in bytes")
     parser.add_argument("--balance", type=float, default=None, help="starting account balance in USD")
+    parser.add_argument(
+        "--models",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="JSON list of model objects (the shape GET /api/v3/models lists) to serve besides the "
+        "built-in ones; repeatable; a model with a built-in id replaces it",
+    )
     parser.add_argument(
         "--allow-non-loopback",
         action="store_true",
@@ -51,11 +61,11 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     return config
 
 
-async def serve(config: EmulatorConfig, host: str, port: int) -> int:
+async def serve(config: EmulatorConfig, host: str, port: int, models: list[ModelSpec] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit code."""
     spool_dir = tempfile.mkdtemp(prefix="wavespeed-emulator-")
     try:
-        ctx = AppContext(config, spool_dir)
+        ctx = AppContext(config, spool_dir, catalogue=build_catalogue(models or []))
         server = EmulatorServer(EmulatorApp(ctx), host, port)
         try:
             await server.start()
@@ -86,9 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        models = [spec for path in args.models for spec in load_models(path)]
+    except ModelCatalogueError as exc:
+        print(f"wavespeed-emulator: {exc}", file=sys.stderr)
+        return 2
     raise_open_file_limit()
     try:
-        return asyncio.run(serve(config_from_args(args), args.host, args.port))
+        return asyncio.run(serve(config_from_args(args), args.host, args.port, models))
     except KeyboardInterrupt:  # pragma: no cover - signal arrived before the handler was installed
         return 0
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +14,11 @@ DEFAULT_API_KEY = "ws-emulator-key"
 
 #: Terminal outcomes a test can ask for. ``nsfw`` means "completed, every output flagged NSFW".
 OUTCOMES: tuple[str, ...] = ("completed", "failed", "cancelled", "timeout", "nsfw")
+
+
+def new_webhook_secret() -> str:
+    """``whsec_`` + base64 of 32 random bytes, the shape the real API hands out."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 class ConfigError(ValueError):
@@ -69,6 +76,28 @@ class EmulatorConfig:
     models_endpoint_status: int = 200
     #: False: ``POST /api/v3/media/uploads`` answers 404 so clients fall back to the legacy upload.
     upload_ticket_supported: bool = True
+    #: How long a submit with ``enable_sync_mode`` waits for the result before answering the sync
+    #: timeout (HTTP 200, status ``processing``, ``data.code`` 5004); the prediction keeps running.
+    sync_window_seconds: float = 90.0
+    #: 0 = off; otherwise accepted submits per API key in any 60 s window; more get 429.
+    submits_per_minute: int = 0
+    #: The docs name no ``Retry-After`` on a 429: the emulator sends one only when this is true.
+    submit_limit_retry_after: bool = False
+    #: 0 = off; otherwise predictions running at once. Those over the limit stay ``created`` until a
+    #: slot frees, then run for their full ``run_seconds``.
+    max_concurrency: int = 0
+    #: False: ``POST /api/v3/model/pricing`` answers 404.
+    pricing_endpoint_enabled: bool = True
+    #: False: ``POST /api/v3/model/price`` answers 404.
+    price_endpoint_enabled: bool = True
+    #: Served by ``GET /api/v3/webhook/secret``; webhooks are signed with it (``whsec_`` stripped).
+    webhook_secret: str = field(default_factory=new_webhook_secret)
+    #: Delivery attempts per webhook (a non-2xx answer or a network error is retried).
+    webhook_max_attempts: int = 3
+    #: Emulated seconds before retry N waits N times this.
+    webhook_retry_seconds: float = 1.0
+    #: Real seconds a webhook receiver has to answer one attempt.
+    webhook_timeout_seconds: float = 5.0
 
     def run_seconds_for(self, model_id: str) -> float:
         return float(self.model_run_seconds.get(model_id, self.run_seconds))
@@ -88,7 +117,15 @@ class EmulatorConfig:
             setattr(self, f.name, copy.deepcopy(getattr(other, f.name)))
 
 
-_FLOAT_FIELDS = {"queue_seconds", "run_seconds", "latency_seconds", "balance"}
+_FLOAT_FIELDS = {
+    "queue_seconds",
+    "run_seconds",
+    "latency_seconds",
+    "balance",
+    "sync_window_seconds",
+    "webhook_retry_seconds",
+    "webhook_timeout_seconds",
+}
 _COUNT_FIELDS = {
     "output_size",
     "rate_limit_next",
@@ -98,8 +135,19 @@ _COUNT_FIELDS = {
     "lose_submit_reply_every_nth",
     "cut_downloads",
     "cut_after_bytes",
+    "submits_per_minute",
+    "max_concurrency",
+    "webhook_max_attempts",
 }
-_BOOL_FIELDS = {"range_support", "upload_ticket_supported", "history_includes_input", "hold_predictions"}
+_BOOL_FIELDS = {
+    "range_support",
+    "upload_ticket_supported",
+    "history_includes_input",
+    "hold_predictions",
+    "submit_limit_retry_after",
+    "pricing_endpoint_enabled",
+    "price_endpoint_enabled",
+}
 
 
 def _is_number(value: object) -> bool:
@@ -112,9 +160,9 @@ def _is_int(value: object) -> bool:
 
 def _coerce(name: str, value: object) -> object:
     """Validate one switch value and return it in its canonical Python type."""
-    if name == "api_key":
+    if name in ("api_key", "webhook_secret"):
         if not isinstance(value, str) or not value:
-            raise ConfigError("Invalid switch 'api_key': must be a non-empty string")
+            raise ConfigError(f"Invalid switch '{name}': must be a non-empty string")
         return value
     if name in _FLOAT_FIELDS:
         if not _is_number(value):
@@ -127,8 +175,9 @@ def _coerce(name: str, value: object) -> object:
         if not _is_int(value):
             raise ConfigError(f"Invalid switch '{name}': must be an integer")
         assert isinstance(value, int)
-        if value < 0:
-            raise ConfigError(f"Invalid switch '{name}': must be >= 0")
+        minimum = 1 if name == "webhook_max_attempts" else 0
+        if value < minimum:
+            raise ConfigError(f"Invalid switch '{name}': must be >= {minimum}")
         return value
     if name in _BOOL_FIELDS:
         if not isinstance(value, bool):

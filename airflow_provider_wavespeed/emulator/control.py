@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from airflow_provider_wavespeed.emulator.api import BadRequest, parse_json_object
 from airflow_provider_wavespeed.emulator.config import ConfigError, apply_config_updates
 from airflow_provider_wavespeed.emulator.context import AppContext
+from airflow_provider_wavespeed.emulator.models import ModelCatalogueError, load_models
 from airflow_provider_wavespeed.emulator.wire import Request, Response, error, ok
 
 
@@ -24,6 +27,15 @@ def handle_control(ctx: AppContext, request: Request) -> Response:
         except (BadRequest, ConfigError) as exc:
             return error(400, str(exc))
         return ok(ctx.config.to_json())
+    if action == "models" and method == "POST":
+        try:
+            body = json.loads(request.body or b"null")
+            if not isinstance(body, list):
+                raise ModelCatalogueError("expected a JSON list of model objects")
+            added = ctx.add_models(load_models(body))
+        except (ValueError, UnicodeDecodeError) as exc:  # ModelCatalogueError is a ValueError
+            return error(400, f"Invalid models: {exc}")
+        return ok({"added": added})
     if action == "reset" and method == "POST":
         ctx.reset()
         return ok({"reset": True})
@@ -53,6 +65,6 @@ def handle_control(ctx: AppContext, request: Request) -> Response:
                 for r in ctx.state.predictions.values()
             }
         )
-    if action in ("stats", "config", "reset", "predictions", "release"):
+    if action in ("stats", "config", "reset", "predictions", "release", "models"):
         return error(405, f"method not allowed: {method} {request.path}")
     return error(404, f"not found: {request.path}")

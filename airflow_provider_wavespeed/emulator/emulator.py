@@ -13,11 +13,14 @@ from typing import Any, TypeVar
 
 from airflow_provider_wavespeed.emulator import media
 from airflow_provider_wavespeed.emulator.app import EmulatorApp
+from airflow_provider_wavespeed.emulator.clock import Clock, SystemClock
 from airflow_provider_wavespeed.emulator.config import EmulatorConfig, apply_config_updates
 from airflow_provider_wavespeed.emulator.context import AppContext
-from airflow_provider_wavespeed.emulator.server import EmulatorServer, is_loopback_host, raise_open_file_limit
-from airflow_provider_wavespeed.emulator.state import PredictionRecord
+from airflow_provider_wavespeed.emulator.models import ModelSpec, ModelsSource, build_catalogue, load_models
+from airflow_provider_wavespeed.emulator.server import EmulatorServer, raise_open_file_limit
+from airflow_provider_wavespeed.emulator.state import EmulatorState, PredictionRecord
 from airflow_provider_wavespeed.emulator.stats import EmulatorStats
+from airflow_provider_wavespeed.emulator.wire import is_loopback_host
 
 T = TypeVar("T")
 _TIMEOUT = 30.0
@@ -28,6 +31,11 @@ class WaveSpeedEmulator:
 
     >>> with WaveSpeedEmulator() as emulator:
     ...     emulator.base_url, emulator.api_key
+
+    ``models``: extra model objects (the shape ``GET /api/v3/models`` lists), ``ModelSpec``s, or the
+    path of a JSON file holding a list of them; they join (or replace, by id) the built-in catalogue.
+    ``clock``: where time comes from (e.g. ``ManualClock()`` to drive every status, queue, rate
+    window and sync window by hand).
     """
 
     def __init__(
@@ -37,9 +45,13 @@ class WaveSpeedEmulator:
         port: int = 0,
         *,
         allow_non_loopback: bool = False,
+        models: ModelsSource = (),
+        clock: Clock | None = None,
     ) -> None:
         if not allow_non_loopback and not is_loopback_host(host):
             raise ValueError(f"will not listen on non-loopback host {host!r}; pass allow_non_loopback=True")
+        self._models: list[ModelSpec] = load_models(models)
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._config = config if config is not None else EmulatorConfig()
         self._host = host
         self._requested_port = port
@@ -58,7 +70,10 @@ class WaveSpeedEmulator:
             raise RuntimeError("emulator already started")
         raise_open_file_limit()
         self._spool_dir = tempfile.mkdtemp(prefix="wavespeed-emulator-")
-        self._ctx = AppContext(self._config, self._spool_dir, stats=self._stats)
+        state = EmulatorState(clock=self._clock.monotonic, wall_clock_ns=self._clock.wall_clock_ns)
+        self._ctx = AppContext(
+            self._config, self._spool_dir, state=state, stats=self._stats, catalogue=build_catalogue(self._models)
+        )
         self._server = EmulatorServer(EmulatorApp(self._ctx), self._host, self._requested_port)
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -168,6 +183,17 @@ class WaveSpeedEmulator:
         return dict(self._ctx.state.predictions)
 
     @property
+    def catalogue(self) -> dict[str, ModelSpec]:
+        """Model id -> model this emulator serves (built-ins plus ``models``)."""
+        if self._ctx is None:
+            return build_catalogue(self._models)
+        return dict(self._ctx.catalogue)
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
     def spool_dir(self) -> str | None:
         """Temp directory holding uploaded bytes while running (deleted by ``stop()``)."""
         return self._spool_dir
@@ -183,6 +209,15 @@ class WaveSpeedEmulator:
     def configure(self, **switches: Any) -> None:
         """Validate and set switches atomically on the loop (same rules as ``POST /_emulator/config``)."""
         self.call_in_loop(lambda: apply_config_updates(self._config, switches))
+
+    def add_models(self, models: ModelsSource) -> list[str]:
+        """Serve more models until ``reset`` (same input as ``models=``); returns their ids."""
+        specs = load_models(models)
+        ctx = self._ctx
+        if ctx is None:
+            self._models.extend(specs)
+            return [spec.model_id for spec in specs]
+        return self.call_in_loop(lambda: ctx.add_models(specs))
 
     def reset(self) -> None:
         """Forget predictions/uploads, zero the stats and restore the switches the emulator started with."""

@@ -1,4 +1,4 @@
-"""Deterministic output files: a real MP4/PNG header followed by seeded padding up to an exact size.
+"""Deterministic output files: a real MP4/PNG/WAV header followed by seeded padding up to an exact size.
 
 The bytes are a pure function of ``(prediction_id, index, size, kind)``. They are generated on the
 fly in ~1 MiB slices of a pre-built window (a 64 KiB seeded block repeated), so serving a 1 GiB
@@ -9,6 +9,8 @@ output costs no memory beyond that window and no disk at all.
 * ``png``: signature, ``IHDR`` and ``IDAT`` of a real 8x8 RGB image, the padding inside private
   ancillary ``wsPd`` chunk(s), then ``IEND``. Every CRC is valid; the padding chunk's CRC is computed
   arithmetically (CRC-32 combination), so even a huge PNG is laid out in microseconds.
+* ``wav``: a 44-byte RIFF/WAVE header (PCM, mono, 16 kHz, 16-bit) and the padding as samples, so
+  the file plays as noise and its duration is known: ``(size - 44) / 32000`` seconds (pricing reads it).
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-OutputKind = Literal["mp4", "png"]
+OutputKind = Literal["mp4", "png", "wav"]
 
-CONTENT_TYPES: dict[str, str] = {"mp4": "video/mp4", "png": "image/png"}
+CONTENT_TYPES: dict[str, str] = {"mp4": "video/mp4", "png": "image/png", "wav": "audio/wav"}
+WAV_SAMPLE_RATE = 16_000
+WAV_BYTE_RATE = WAV_SAMPLE_RATE * 2  # mono, 16-bit
+WAV_HEADER_SIZE = 44
 CHUNK_SIZE = 1 << 20
 BLOCK_SIZE = 1 << 16
 PNG_PAD_CHUNK_TYPE = b"wsPd"  # ancillary, private, reserved bit clear, safe-to-copy
@@ -188,6 +193,35 @@ def _png_segments(size: int, block: bytes) -> tuple[int, tuple[_Segment, ...]]:
     return size, tuple(segments)
 
 
+def wav_header(data_size: int) -> bytes:
+    """RIFF/WAVE header of a PCM mono 16 kHz 16-bit file with ``data_size`` bytes of samples."""
+    fmt = struct.pack("<HHIIHH", 1, 1, WAV_SAMPLE_RATE, WAV_BYTE_RATE, 2, 16)
+    riff_size = min(0xFFFFFFFF, 4 + (8 + len(fmt)) + 8 + data_size + (data_size & 1))
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff_size)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", min(0xFFFFFFFF, data_size))
+    )
+
+
+def _wav_segments(size: int) -> tuple[int, tuple[_Segment, ...]]:
+    size = max(size, WAV_HEADER_SIZE)
+    body = size - WAV_HEADER_SIZE
+    samples = body - (body & 1)  # whole 16-bit samples; an odd last byte is the RIFF pad byte
+    return size, (wav_header(samples), _Pad(body))
+
+
+def wav_duration_for_size(size: int) -> float:
+    """Seconds of audio in an emulator-made WAV output of ``size`` bytes."""
+    body = max(0, size - WAV_HEADER_SIZE)
+    return (body - (body & 1)) / WAV_BYTE_RATE
+
+
 @functools.lru_cache(maxsize=16)
 def output_layout(prediction_id: str, index: int, size: int, kind: str) -> OutputLayout:
     """Layout of output ``index`` of a prediction. ``size`` is clamped up to the smallest valid file."""
@@ -196,6 +230,8 @@ def output_layout(prediction_id: str, index: int, size: int, kind: str) -> Outpu
         real_size, segments = _mp4_segments(size)
     elif kind == "png":
         real_size, segments = _png_segments(size, block)
+    elif kind == "wav":
+        real_size, segments = _wav_segments(size)
     else:
         raise ValueError(f"unknown output kind: {kind}")
     window = memoryview(block * (CHUNK_SIZE // BLOCK_SIZE + 1))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import time
@@ -27,15 +26,6 @@ MAX_HEADER_BYTES = 64 * 1024
 BACKLOG = 4096
 SERVER_HEADER = b"wavespeed-emulator"
 FLUSH_BYTES = 64 * 1024
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def url_host(host: str) -> str:
@@ -297,6 +287,7 @@ class EmulatorServer:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.app.ctx.base_url = self.base_url
+        self.app.start()
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -324,5 +315,6 @@ class EmulatorServer:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.app.close()
         await self._server.wait_closed()
         self._server = None

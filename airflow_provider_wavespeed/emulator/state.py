@@ -1,11 +1,13 @@
 """Predictions, time-based status, history, deletion and upload bookkeeping. Pure logic, no I/O.
 
-Status is a pure function of the time since submit: ``created`` for ``queue_seconds``, then
-``processing`` for ``run_seconds``, then the terminal outcome chosen at submit time.
+Status is a pure function of the emulator's clock: ``created`` until the prediction starts (its
+``queue_seconds`` after submit, or later when a concurrency limit queues it), ``processing`` for
+``run_seconds``, then the terminal outcome chosen at submit time.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import time
@@ -14,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_provider_wavespeed.emulator.media import output_file_size
+from airflow_provider_wavespeed.emulator.limits import schedule_starts
+from airflow_provider_wavespeed.emulator.media import expected_output_bytes, output_file_size
 
 TERMINAL_FAILURES = ("failed", "cancelled", "timeout")
 STATUSES = ("created", "processing", "completed", "failed", "cancelled", "timeout", "deleted")
 HISTORY_WINDOW_NS = 7 * 24 * 3600 * 1_000_000_000
 MAX_PAGE_SIZE = 100
-EXTENSIONS = {"mp4": "mp4", "png": "png"}
+EXTENSIONS = {"mp4": "mp4", "png": "png", "wav": "wav"}
 
 #: outcome -> (business code, error text) reported once the prediction is terminal.
 FAILURE_DETAILS: dict[str, tuple[int, str]] = {
@@ -80,21 +83,53 @@ class PredictionRecord:
     deleted: bool = False
     #: Exempt from ``hold_predictions``: a test let this one go on (see ``WaveSpeedEmulator.release``).
     released: bool = False
+    #: Creation order (ties of the clock are broken by it).
+    seq: int = 0
+    #: When the run starts (``processing``); None while a concurrency limit keeps it queued.
+    started_monotonic: float | None = None
+    deleted_monotonic: float | None = None
+    #: ``enable_base64_output``: outputs are reported as naked base64 of their bytes, not URLs.
+    base64_output: bool = False
+    #: What the submit was billed (USD).
+    price: float = 0.0
 
     @property
     def created_at(self) -> str:
         return format_timestamp(self.created_ns)
 
+    @property
+    def eligible_at(self) -> float:
+        """When the queue phase ends (the run starts then unless a concurrency limit says wait)."""
+        return self.created_monotonic + self.queue_seconds
+
+    @property
+    def end_at(self) -> float | None:
+        """When the run's slot frees: run finished or prediction deleted (None: not started)."""
+        if self.started_monotonic is None:
+            return None
+        end = self.started_monotonic + self.run_seconds
+        if self.deleted_monotonic is not None:
+            end = min(end, max(self.deleted_monotonic, self.started_monotonic))
+        return end
+
     def status(self, now: float, *, hold: bool = False) -> str:
         """The status at ``now``; ``hold`` keeps an unreleased prediction that is due to finish ``processing``."""
         if self.deleted:
             return "deleted"
-        elapsed = now - self.created_monotonic
-        if elapsed < self.queue_seconds:
+        if self.started_monotonic is None or now < self.started_monotonic:
             return "created"
-        if (hold and not self.released) or elapsed < self.queue_seconds + self.run_seconds:
+        if (hold and not self.released) or now < self.started_monotonic + self.run_seconds:
             return "processing"
         return "completed" if self.outcome in ("completed", "nsfw") else self.outcome
+
+    def output_values(self, base_url: str) -> list[str]:
+        """What ``outputs`` lists once completed: URLs, or naked base64 of the same bytes."""
+        if not self.base64_output:
+            return [base_url + self.output_path(i) for i in range(self.output_count)]
+        return [
+            base64.b64encode(expected_output_bytes(self.id, i, self.output_size, self.output_kind)).decode("ascii")
+            for i in range(self.output_count)
+        ]
 
     def output_path(self, index: int) -> str:
         return f"/media/outputs/{self.id}/{index}.{EXTENSIONS[self.output_kind]}"
@@ -106,7 +141,7 @@ class PredictionRecord:
         failed = status in TERMINAL_FAILURES
         finished = completed or failed
         elapsed_ms = round(self.run_seconds * 1000) if finished else 0
-        outputs = [base_url + self.output_path(i) for i in range(self.output_count)] if completed else []
+        outputs = self.output_values(base_url) if completed else []
         data: dict[str, Any] = {
             "id": self.id,
             "model": self.model,
@@ -161,6 +196,9 @@ class EmulatorState:
     wall_clock_ns: Callable[[], int] = time.time_ns
     predictions: dict[str, PredictionRecord] = field(default_factory=dict)
     uploads: dict[str, UploadRecord] = field(default_factory=dict)
+    #: Predictions a concurrency limit still holds in the queue (no start time yet).
+    _queued: dict[str, PredictionRecord] = field(default_factory=dict)
+    _seq: int = 0
     _nth_setting: int = 0
     _nth_count: int = 0
     _nth_submit_setting: int = 0
@@ -168,6 +206,15 @@ class EmulatorState:
 
     def now(self) -> float:
         return self.clock()
+
+    def schedule(self, max_concurrency: int) -> float:
+        """Start queued predictions whose slot has freed by now; returns now."""
+        now = self.clock()
+        if self._queued:
+            schedule_starts(list(self._queued.values()), self.predictions.values(), now, max_concurrency)
+            for prediction_id in [k for k, r in self._queued.items() if r.started_monotonic is not None or r.deleted]:
+                del self._queued[prediction_id]
+        return now
 
     # -- predictions -------------------------------------------------------------------------------
 
@@ -184,6 +231,9 @@ class EmulatorState:
         output_size: int,
         error: tuple[int, str] | None = None,
         webhook: str | None = None,
+        max_concurrency: int = 0,
+        base64_output: bool = False,
+        price: float = 0.0,
     ) -> PredictionRecord:
         prediction_id = secrets.token_hex(16)
         while prediction_id in self.predictions:  # pragma: no cover - 128-bit collision
@@ -208,8 +258,17 @@ class EmulatorState:
             error_code=code,
             error_message=message,
             webhook=webhook,
+            base64_output=base64_output,
+            price=price,
         )
+        self._seq += 1
+        record.seq = self._seq
         self.predictions[prediction_id] = record
+        if max_concurrency > 0:
+            self._queued[prediction_id] = record
+            self.schedule(max_concurrency)
+        else:
+            record.started_monotonic = record.eligible_at
         return record
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
@@ -238,7 +297,7 @@ class EmulatorState:
             if query.created_before_ns is not None and record.created_ns > query.created_before_ns:
                 continue
             matching.append(record)
-        matching.sort(key=lambda r: (r.created_ns, r.created_monotonic), reverse=True)
+        matching.sort(key=lambda r: (r.created_ns, r.created_monotonic, r.seq), reverse=True)
         start = (query.page - 1) * query.page_size
         return len(matching), matching[start : start + query.page_size]
 
@@ -249,6 +308,7 @@ class EmulatorState:
             record = self.predictions.get(prediction_id)
             if record is not None and not record.deleted:
                 record.deleted = True
+                record.deleted_monotonic = self.clock()
                 count += 1
         return count
 
@@ -292,6 +352,7 @@ class EmulatorState:
         paths = [u.path for u in self.uploads.values() if u.path is not None]
         self.predictions.clear()
         self.uploads.clear()
+        self._queued.clear()
         self._nth_setting = self._nth_count = 0
         self._nth_submit_setting = self._nth_submit_count = 0
         return sorted(set(paths))

@@ -46,6 +46,20 @@ class EmulatorStats:
     connections_peak: int = 0
     #: Every HTTP request received (any path).
     requests_total: int = 0
+    #: Submits refused with 429 by ``submits_per_minute``.
+    submits_rate_limited: int = 0
+    #: Submits answered with the sync-mode timeout body (``data.code`` 5004).
+    sync_timeouts: int = 0
+    #: Price quotes answered (both pricing endpoints).
+    quotes: int = 0
+    #: Webhooks: POSTs that got a 2xx / gave up after every attempt / not sent (not a loopback URL).
+    webhooks_delivered: int = 0
+    webhooks_failed: int = 0
+    webhooks_skipped: int = 0
+    #: Every webhook POST attempt, and one entry per attempt (or skip): prediction_id, url,
+    #: webhook_id, attempt, status (None on a network error), error. The last 1,000 are kept.
+    webhook_attempts: int = 0
+    webhook_log: list[dict[str, Any]] = field(default_factory=list)
 
     def count_status(self, status: int) -> None:
         self.requests_by_status[status] = self.requests_by_status.get(status, 0) + 1

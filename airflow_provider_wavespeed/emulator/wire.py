@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,6 +56,15 @@ class Response:
     @property
     def content_length(self) -> int:
         return self.stream.length if self.stream is not None else len(self.body)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def json_bytes(value: Any) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from airflow_provider_wavespeed.emulator import WaveSpeedEmulator, expected_output_bytes
+from airflow_provider_wavespeed.emulator.clock import ManualClock
 
 Submit = Callable[..., dict[str, Any]]
 Wait = Callable[[str], dict[str, Any]]
@@ -152,20 +152,17 @@ def test_unknown_prediction_id_gets_404(api: httpx.Client) -> None:
 
 
 def test_status_progresses_created_processing_completed_and_output_bytes_match(
-    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client, submit: Submit
+    http: httpx.Client, wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client, submit: Submit, clock: ManualClock
 ) -> None:
     prediction = submit()
     seen: list[str] = []
     data: dict[str, Any] = {}
     polls = 0
-    for _ in range(200):  # bounded: 200 x 10 ms >> queue 0.05 s + run 0.3 s
+    for step in (0.0, 0.05, 0.3):  # queue 0.05 s, then run 0.3 s
+        clock.advance(step)
         polls += 1
         data = api.get(f"/api/v3/predictions/{prediction['id']}/result").json()["data"]
-        if not seen or seen[-1] != data["status"]:
-            seen.append(data["status"])
-        if data["status"] == "completed":
-            break
-        time.sleep(0.01)
+        seen.append(data["status"])
     assert seen == ["created", "processing", "completed"]
     assert data["executionTime"] == 300 and data["timings"] == {"inference": 300}
     assert data["has_nsfw_contents"] == [False]
@@ -274,14 +271,16 @@ def test_media_input_that_is_not_an_http_url_fails_with_1402_after_the_run(submi
 
 
 def test_history_lists_recent_first_and_filters_by_model_status_and_time(
-    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client, submit: Submit, wait_terminal: Wait
+    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client, submit: Submit, wait_terminal: Wait, clock: ManualClock
 ) -> None:
     wavespeed_emulator.config.run_seconds = 0.05
     a = submit()
+    clock.advance(0.001)
     b = submit("wavespeed-ai/flux-dev", prompt="x [emulator:failed]")
     wait_terminal(b["id"])
     wavespeed_emulator.config.queue_seconds = 60
     c = submit()
+    assert c["created_at"] > b["created_at"]  # the clock moved on while b ran
 
     def query(**body: Any) -> dict[str, Any]:
         response = api.post("/api/v3/predictions", json=body)
@@ -351,11 +350,13 @@ def test_models_endpoint_lists_catalogue_with_json_schemas(api: httpx.Client) ->
     envelope = api.get("/api/v3/models").json()
     assert envelope["code"] == 200
     models = {m["model_id"]: m for m in envelope["data"]}
-    assert set(models) == {
-        "wavespeed-ai/hunyuan-avatar",
+    assert set(models) >= {
+        "wavespeed-ai/hunyuan-avatar",  # README, example DAGs, scripts/demo.py
         "wavespeed-ai/infinitetalk",
-        "wavespeed-ai/flux-dev",
+        "wavespeed-ai/flux-dev",  # the daily example DAG
+        "wavespeed-ai/z-image/turbo",  # the official Python SDK's README
     }
+    assert any(m["type"].endswith("-to-video") and m["model_id"] != AVATAR for m in models.values())
     avatar = models[AVATAR]
     assert avatar["type"] == "image-to-video" and avatar["base_price"] == 0.15 and avatar["name"]
     (schema_entry,) = avatar["api_schema"]["api_schemas"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from airflow_provider_wavespeed.emulator import WaveSpeedEmulator
+from airflow_provider_wavespeed.emulator.clock import ManualClock
 
 Submit = Callable[..., dict[str, Any]]
 Wait = Callable[[str], dict[str, Any]]
@@ -107,19 +107,23 @@ def test_cut_download_sends_full_content_length_then_closes_early(
     assert bytes(received) + ranged.content == wavespeed_emulator.expected_output_bytes(prediction_id)
 
 
-def test_latency_is_added_before_api_responses(wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client) -> None:
-    wavespeed_emulator.config.latency_seconds = 0.2
-    started = time.monotonic()
+def test_latency_holds_api_responses_back_until_a_client_times_out(
+    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client
+) -> None:
+    # No elapsed-time window: a reply 60 s late can only ever miss a 0.5 s client timeout.
+    wavespeed_emulator.config.latency_seconds = 60
+    with pytest.raises(httpx.ReadTimeout):
+        api.get("/api/v3/balance", timeout=0.5)
+    wavespeed_emulator.config.latency_seconds = 0
     assert api.get("/api/v3/balance").status_code == 200
-    assert time.monotonic() - started >= 0.2
 
 
 def test_per_model_run_seconds_override_applies(
-    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client, submit: Submit
+    wavespeed_emulator: WaveSpeedEmulator, api: httpx.Client, submit: Submit, clock: ManualClock
 ) -> None:
     wavespeed_emulator.config.model_run_seconds = {AVATAR: 60}
     slow = submit()
     fast = submit("wavespeed-ai/flux-dev", prompt="x")
-    time.sleep(0.45)
+    clock.advance(0.45)
     assert api.get(f"/api/v3/predictions/{slow['id']}/result").json()["data"]["status"] == "processing"
     assert api.get(f"/api/v3/predictions/{fast['id']}/result").json()["data"]["status"] == "completed"
