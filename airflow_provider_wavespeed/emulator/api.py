@@ -166,6 +166,7 @@ async def wait_for_sync_result(ctx: AppContext, record: PredictionRecord) -> dic
         return data
     ctx.stats.sync_timeouts += 1
     seconds = int(window) if float(window).is_integer() else window
+    data["status"] = "processing"  # the API's sync-timeout shape, even while the task is still queued
     data["code"] = SYNC_TIMEOUT_CODE
     data["error"] = f"Sync mode timed out after {seconds} seconds. The prediction is still processing asynchronously."
     return data
