@@ -1,18 +1,21 @@
 # Two commands on a fresh machine with Python 3.11 and pip:
 #   make demo   - set up, start the emulator (or use WAVESPEED_API_KEY), run the avatar DAG end to end
 #   make test   - set up, lint, type-check, run the whole suite on Airflow 3.3 (current), then the
-#                 Airflow-facing tests (unit, integration) on the lowest supported Airflow, 3.1
+#                 Airflow-facing tests (unit, integration) on the lowest supported Airflow, 3.1.
+#                 Installs the test services first (PostgreSQL 15, redis-server; apt, needs root)
+#                 for the production-shaped cluster suite in tests/cluster.
+#   make test-fast - unit and integration tests only (no real Airflow processes, no services)
 PYTHON ?= python3
 VENV ?= .venv
 VENV_31 ?= .venv-airflow-3.1
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint pytest pytest-airflow-3.1 clean
+.PHONY: install demo test test-fast test-services lint pytest pytest-airflow-3.1 clean
 
 $(VENV)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -c constraints-dev.txt -e ".[test,s3test,bench]"
+	$(VENV)/bin/python -m pip install --quiet -c constraints-dev.txt -e ".[test,s3test,bench,cluster]"
 	touch $@
 
 $(VENV_31)/.installed: pyproject.toml constraints-airflow-3.1.txt
@@ -31,8 +34,15 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check airflow_provider_wavespeed tests example_dags benchmarks scripts
 	$(VENV)/bin/mypy airflow_provider_wavespeed
 
-pytest: $(VENV)/.installed
+# PostgreSQL and Redis servers for tests/cluster (idempotent: installs only what is missing).
+test-services:
+	scripts/install-test-services.sh
+
+pytest: $(VENV)/.installed test-services
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -m "not e2e and not cluster" tests/unit tests/integration $(PYTEST_ARGS)
 
 pytest-airflow-3.1: $(VENV_31)/.installed
 	$(VENV_31)/bin/python -m pytest -p no:cacheprovider tests/unit tests/integration $(PYTEST_ARGS)

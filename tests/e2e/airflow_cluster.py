@@ -6,6 +6,15 @@ all bound to 127.0.0.1, and reads the metadata database directly with :mod:`sqli
 observe what happened. It exists to prove what ``dag.test()`` cannot: that a deferrable
 task really defers to a real triggerer, and survives that triggerer being killed.
 
+The same harness also runs a production-shaped cluster (``tests/cluster``): a PostgreSQL
+metadata DB (``database_url=``, observed with psycopg2), ``executor="CeleryExecutor"`` with
+``celery_workers=N`` (``airflow celery worker``, broker configured through ``env``), and several
+schedulers and triggerers (``schedulers=``, ``triggerers=``). The first process of a kind keeps
+its plain name (``scheduler``, ``triggerer``), the others are ``scheduler-2``, ``triggerer-2``,
+...; workers are ``celery-worker-1``, ... With ``distinct_hostnames=True`` every process reports
+its name as its hostname (``[core] hostname_callable``), so ``job.hostname`` and
+``task_instance.hostname`` say which process did what.
+
 This module has no pytest dependency; the fixtures live in ``conftest.py``.
 
 Typical use::
@@ -59,8 +68,18 @@ API_SERVER = "api-server"
 DAG_PROCESSOR = "dag-processor"
 SCHEDULER = "scheduler"
 TRIGGERER = "triggerer"
+CELERY_WORKER = "celery-worker"
 
-_PROCESS_ORDER = (API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER)
+# Environment variable read by the ``hostname_callable`` below (``distinct_hostnames=True``).
+HOSTNAME_ENV = "AIRFLOW_E2E_HOSTNAME"
+_HOSTNAME_MODULE = "airflow_e2e_hostname"
+_HOSTNAME_SOURCE = f"""import os
+import socket
+
+
+def hostname() -> str:
+    return os.environ.get({HOSTNAME_ENV!r}) or socket.getfqdn()
+"""
 API_SERVER_GRACE = 2.0
 
 # Migrated, empty metadata DBs made in this interpreter, keyed by (python, airflow version, extra
@@ -197,6 +216,15 @@ class AirflowCluster:
     :param triggerer_health_check_threshold: seconds after which a silent triggerer counts as dead
         and its triggers move to another triggerer.
     :param heartbeat_sec: job heartbeat of scheduler and triggerer (must be well below the threshold).
+    :param database_url: SQLAlchemy URL of the metadata DB (default: SQLite in the home). A
+        ``postgresql`` URL is migrated on first start and observed with psycopg2.
+    :param executor: ``[core] executor``; ``CeleryExecutor`` needs ``celery_workers`` and the broker
+        settings (``AIRFLOW__CELERY__BROKER_URL``, ...) in ``env``.
+    :param schedulers: how many schedulers to run (more than one needs PostgreSQL).
+    :param triggerers: how many triggerers to run (more than one needs PostgreSQL).
+    :param celery_workers: how many ``airflow celery worker`` processes to run.
+    :param celery_worker_concurrency: task slots per Celery worker.
+    :param distinct_hostnames: every process reports its own name as its hostname.
     """
 
     def __init__(
@@ -207,6 +235,13 @@ class AirflowCluster:
         *,
         triggerer_health_check_threshold: float = 6.0,
         heartbeat_sec: float = 1.0,
+        database_url: str | None = None,
+        executor: str = "LocalExecutor",
+        schedulers: int = 1,
+        triggerers: int = 1,
+        celery_workers: int = 0,
+        celery_worker_concurrency: int = 2,
+        distinct_hostnames: bool = False,
     ) -> None:
         self.home = Path(tmp_path).resolve() / "airflow"
         self.dags_folder = self.home / "dags"
@@ -219,6 +254,18 @@ class AirflowCluster:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.triggerer_health_check_threshold = triggerer_health_check_threshold
         self.heartbeat_sec = heartbeat_sec
+        self.database_url = database_url
+        self.is_sqlite = database_url is None or database_url.startswith("sqlite")
+        self.executor = executor
+        self.scheduler_count = schedulers
+        self.triggerer_count = triggerers
+        self.celery_worker_count = celery_workers
+        self.celery_worker_concurrency = celery_worker_concurrency
+        self.distinct_hostnames = distinct_hostnames
+        if not self.is_sqlite and not (database_url or "").startswith("postgresql"):
+            raise ValueError(f"unsupported database_url {database_url!r}: SQLite or PostgreSQL only")
+        if (schedulers > 1 or triggerers > 1) and self.is_sqlite:
+            raise ValueError("several schedulers/triggerers need row locks: pass a PostgreSQL database_url")
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._log_handles: dict[str, Any] = {}
         self._retired: list[subprocess.Popen[bytes]] = []  # killed processes, kept for stop()
@@ -256,10 +303,10 @@ class AirflowCluster:
                 "PYTHONUNBUFFERED": "1",
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor forks this many workers
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url or f"sqlite:///{self.db_path}",
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
                 "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
                 "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
@@ -289,6 +336,12 @@ class AirflowCluster:
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             }
         )
+        if self.distinct_hostnames:
+            pylib = self.home / "pylib"
+            pylib.mkdir(exist_ok=True)
+            (pylib / f"{_HOSTNAME_MODULE}.py").write_text(_HOSTNAME_SOURCE)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pylib), env.get("PYTHONPATH", "")) if p)
+            env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{_HOSTNAME_MODULE}.hostname"
         env.update(extra)
         return env
 
@@ -350,9 +403,10 @@ class AirflowCluster:
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         handle = self._open_log(name, f"starting: airflow {' '.join(args)}")
+        env = {**self.env, HOSTNAME_ENV: name} if self.distinct_hostnames else self.env
         proc = subprocess.Popen(
             self._airflow_cmd(*args),
-            env=self.env,
+            env=env,
             cwd=self.home,
             stdin=subprocess.DEVNULL,
             stdout=handle,
@@ -365,6 +419,11 @@ class AirflowCluster:
     def _migrate(self) -> None:
         # The migrated DB depends on the Airflow version and on config (e.g. the log filename
         # template row), so the caller's extra environment is part of the cache key.
+        if not self.is_sqlite:
+            # PostgreSQL: migrate unless this database was migrated before (keep its history).
+            if not self._query("SELECT 1 FROM information_schema.tables WHERE table_name = 'alembic_version'"):
+                self.run_cli("db", "migrate", timeout=300)
+            return
         key = json.dumps([sys.executable, _airflow_version(), sorted(self._extra_env.items())])
         if self.db_path.exists():  # started before: keep its history
             return
@@ -411,36 +470,88 @@ class AirflowCluster:
             self._migrate()
             self._spawn(API_SERVER, "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", str(self.api_port))
             self._spawn(DAG_PROCESSOR, "dag-processor")
-            self._spawn(SCHEDULER, "scheduler", "--skip-serve-logs")
-            self._start_triggerer_process()
+            for index in range(1, self.scheduler_count + 1):
+                self._spawn(_numbered(SCHEDULER, index), "scheduler", "--skip-serve-logs")
+            for index in range(1, self.triggerer_count + 1):
+                self._start_triggerer_process(_numbered(TRIGGERER, index))
+            for index in range(1, self.celery_worker_count + 1):
+                self._start_celery_worker_process(f"{CELERY_WORKER}-{index}")
             self._wait_api_server(deadline)
-            self._wait_jobs_alive(["SchedulerJob", "TriggererJob", "DagProcessorJob"], deadline)
+            self._wait_jobs_alive(
+                {"SchedulerJob": self.scheduler_count, "TriggererJob": self.triggerer_count, "DagProcessorJob": 1},
+                deadline,
+            )
+            for index in range(1, self.celery_worker_count + 1):
+                self._wait_celery_worker_ready(f"{CELERY_WORKER}-{index}", deadline)
             self.wait_for_dags_parsed(timeout=max(1.0, deadline - time.monotonic()))
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start_triggerer_process(self) -> subprocess.Popen[bytes]:
-        return self._spawn(TRIGGERER, "triggerer", "--skip-serve-logs")
+    def _start_triggerer_process(self, name: str = TRIGGERER) -> subprocess.Popen[bytes]:
+        return self._spawn(name, "triggerer", "--skip-serve-logs")
 
-    def start_triggerer(self, timeout: float = 45.0) -> int:
-        """Start a (new) triggerer and wait until its job heartbeats; return its job id."""
-        if TRIGGERER in self._processes:
-            raise AirflowClusterError("a triggerer is already running; kill_triggerer() first")
+    def start_triggerer(self, timeout: float = 45.0, name: str = TRIGGERER) -> int:
+        """Start a (new) triggerer called ``name`` and wait until its job heartbeats; return its job id."""
+        if name in self._processes:
+            raise AirflowClusterError(f"{name} is already running; kill_triggerer() first")
         before = self._max_job_id("TriggererJob")
-        self._start_triggerer_process()
+        self._start_triggerer_process(name)
         return self._wait_new_job("TriggererJob", after_id=before, deadline=time.monotonic() + timeout)
 
-    def kill_triggerer(self, signal: int = signal_module.SIGKILL, timeout: float = 15.0) -> None:
+    def _start_celery_worker_process(self, name: str) -> subprocess.Popen[bytes]:
+        # -s: no log server (it would bind 0.0.0.0); an own pid file, or the second worker refuses to start.
+        return self._spawn(
+            name,
+            "celery",
+            "worker",
+            "--celery-hostname",
+            f"{name}@127.0.0.1",
+            "--concurrency",
+            str(self.celery_worker_concurrency),
+            "--pid",
+            str(self.home / f"{name}.pid"),
+            "--skip-serve-logs",
+            "--without-mingle",
+            "--without-gossip",
+        )
+
+    def _wait_celery_worker_ready(self, name: str, deadline: float) -> None:
+        self._poll(
+            f"celery worker {name} to be ready",
+            lambda: True if f"{name}@127.0.0.1 ready" in self.process_log(name) else None,
+            deadline,
+            0.5,
+        )
+
+    def start_celery_worker(self, name: str, timeout: float = 90.0) -> None:
+        """Start another ``airflow celery worker`` called ``name`` and wait until it is ready."""
+        if name in self._processes:
+            raise AirflowClusterError(f"{name} is already running")
+        self._start_celery_worker_process(name)
+        self._wait_celery_worker_ready(name, time.monotonic() + timeout)
+
+    def kill_triggerer(self, signal: int = signal_module.SIGKILL, timeout: float = 15.0, name: str = TRIGGERER) -> None:
         """Send ``signal`` (default SIGKILL) to the triggerer and every process below it; reap them.
 
         The triggerer's trigger runner lives in its own process group (the task SDK supervisor
         calls ``setpgid``), so the whole process tree is signalled, as a lost machine would be.
         """
-        proc = self._processes.pop(TRIGGERER, None)
+        if name not in self._processes:
+            raise AirflowClusterError(f"no {name} is running")
+        self.kill_process(name, signal, timeout)
+
+    def kill_process(self, name: str, signal: int = signal_module.SIGKILL, timeout: float = 15.0) -> None:
+        """Signal process ``name``, every process below it and every process of its session; reap it.
+
+        Task runners (of Celery workers and of the LocalExecutor) and the triggerer's trigger
+        runner live in process groups of their own inside the launching process's session:
+        signalling the whole session is what a crashed host does to them. Nothing is restarted.
+        """
+        proc = self._processes.pop(name, None)
         if proc is None:
-            raise AirflowClusterError("no triggerer is running")
+            raise AirflowClusterError(f"no process {name!r} is running")
         self._retired.append(proc)
         _signal_tree(proc, signal)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -448,11 +559,15 @@ class AirflowCluster:
         if proc.poll() is None:
             _signal_tree(proc, signal_module.SIGKILL)
             proc.wait(timeout=timeout)
-        self._log_line(TRIGGERER, f"sent signal {signal} to the triggerer process tree (pid {proc.pid})")
+        self._log_line(name, f"sent signal {signal} to the process tree of {name} (pid {proc.pid})")
 
     def process(self, name: str) -> subprocess.Popen[bytes] | None:
-        """The ``Popen`` of one of api-server, dag-processor, scheduler, triggerer."""
+        """The ``Popen`` of a running process (api-server, dag-processor, scheduler, triggerer, ...)."""
         return self._processes.get(name)
+
+    def process_names(self) -> list[str]:
+        """Names of the processes running now, in start order."""
+        return list(self._processes)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM every process group, wait up to ``timeout`` s, then SIGKILL whatever is left.
@@ -466,7 +581,7 @@ class AirflowCluster:
         if self._warm_cli is not None:
             self._warm_cli.close()
             self._warm_cli = None
-        procs = [p for name in reversed(_PROCESS_ORDER) if (p := self._processes.get(name))]
+        procs = [self._processes[name] for name in reversed(list(self._processes))]
         procs += self._retired
         # Snapshot descendants first: once a parent dies its children are reparented and lost.
         trees = {p.pid: _descendants(p.pid) for p in procs}
@@ -566,10 +681,19 @@ class AirflowCluster:
         rows = self._query("SELECT max(id) AS id FROM job WHERE job_type = ?", (job_type,))
         return int(rows[0]["id"] or 0)
 
-    def _wait_jobs_alive(self, job_types: Iterable[str], deadline: float) -> None:
-        for job_type in job_types:
+    def _wait_jobs_alive(self, job_types: Iterable[str] | Mapping[str, int], deadline: float) -> None:
+        counts = dict(job_types) if isinstance(job_types, Mapping) else dict.fromkeys(job_types, 1)
+        for job_type, count in counts.items():
             probe = functools.partial(self._running_job_ids, job_type)
-            self._poll(f"a running {job_type}", lambda p=probe: p() or None, deadline)
+            self._poll(
+                f"{count} running {job_type}(s)", lambda p=probe, n=count: True if len(p()) >= n else None, deadline
+            )
+
+    def job_ids_by_hostname(self, job_type: str) -> dict[str, int]:
+        """``{hostname: id}`` of live ``job_type`` jobs (with ``distinct_hostnames``: process name -> job id)."""
+        alive = set(self._running_job_ids(job_type, self.triggerer_health_check_threshold))
+        rows = self._query("SELECT id, hostname FROM job WHERE job_type = ? ORDER BY id", (job_type,))
+        return {r["hostname"]: r["id"] for r in rows if r["id"] in alive}
 
     def _wait_new_job(self, job_type: str, after_id: int, deadline: float) -> int:
         def probe() -> int | None:
@@ -607,7 +731,7 @@ class AirflowCluster:
             if errors:
                 text = "\n".join(f"{e['filename']}:\n{e['stacktrace']}" for e in errors)
                 raise AirflowClusterError(f"DAG import errors:\n{text}")
-            rows = self._query("SELECT dag_id, relative_fileloc FROM dag WHERE is_stale = 0")
+            rows = self._query("SELECT dag_id, relative_fileloc FROM dag WHERE NOT is_stale")
             parsed = {r["relative_fileloc"] for r in rows}
             if all(f in parsed for f in expected):
                 serialized = {r["dag_id"] for r in self._query("SELECT dag_id FROM serialized_dag")}
@@ -630,10 +754,8 @@ class AirflowCluster:
 
     def unpause(self, dag_id: str) -> None:
         """Unpause a parsed DAG (a direct DB update; the scheduler reads it on its next loop)."""
-        with self._connect() as conn:
-            cur = conn.execute("UPDATE dag SET is_paused = 0 WHERE dag_id = ?", (dag_id,))
-            if cur.rowcount != 1:
-                raise AirflowClusterError(f"DAG {dag_id!r} is not in the database (parsed: {self.dag_ids()})")
+        if self._execute("UPDATE dag SET is_paused = ? WHERE dag_id = ?", (False, dag_id)) != 1:
+            raise AirflowClusterError(f"DAG {dag_id!r} is not in the database (parsed: {self.dag_ids()})")
 
     def dag_ids(self) -> list[str]:
         return [r["dag_id"] for r in self._query("SELECT dag_id FROM dag ORDER BY dag_id")]
@@ -795,8 +917,9 @@ class AirflowCluster:
             value = r["value"]
             if isinstance(value, bytes):
                 value = value.decode()
-            with contextlib.suppress(TypeError, ValueError):
-                value = json.loads(value)
+            if self.is_sqlite:  # PostgreSQL's JSON column arrives decoded already
+                with contextlib.suppress(TypeError, ValueError):
+                    value = json.loads(value)
             out.setdefault(_ti_key(r["task_id"], r["map_index"]), {})[r["key"]] = value
         return out
 
@@ -871,7 +994,20 @@ class AirflowCluster:
         finally:
             conn.close()
 
+    def _execute(self, sql: str, params: tuple = ()) -> int:
+        """Run one write statement (autocommit); return the number of rows it changed."""
+        if not self.is_sqlite:
+            return _pg_run(self.database_url or "", sql, params, fetch=False)
+        with self._connect() as conn:
+            return int(conn.execute(sql, params).rowcount)
+
+    def query(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        """Read the metadata DB: ``?`` placeholders, rows as dicts (SQLite or PostgreSQL alike)."""
+        return self._query(sql, params)
+
     def _query(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
+        if not self.is_sqlite:
+            return _pg_run(self.database_url or "", sql, params, fetch=True)
         if not self.db_path.exists():
             return []
         for attempt in range(20):
@@ -886,13 +1022,58 @@ class AirflowCluster:
         return []
 
 
+def _numbered(kind: str, index: int) -> str:
+    """``scheduler``, ``scheduler-2``, ...: the first process of a kind keeps the plain name."""
+    return kind if index == 1 else f"{kind}-{index}"
+
+
+_PG_CONNECTIONS: dict[str, Any] = {}
+_PG_LOCK = threading.Lock()
+
+
+def _pg_run(database_url: str, sql: str, params: tuple, *, fetch: bool) -> Any:
+    """One autocommit statement on a cached psycopg2 connection (reconnects once if it broke)."""
+    import psycopg2
+    import psycopg2.extras
+
+    dsn = "postgresql://" + database_url.split("://", 1)[1]  # postgresql+psycopg2://... -> libpq form
+    sql = sql.replace("?", "%s")
+    with _PG_LOCK:
+        for attempt in range(2):
+            conn = _PG_CONNECTIONS.get(database_url)
+            if conn is None or conn.closed:
+                conn = psycopg2.connect(dsn, connect_timeout=30)
+                conn.autocommit = True
+                _PG_CONNECTIONS[database_url] = conn
+            try:
+                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    cur.execute(sql, params)
+                    return [dict(r) for r in cur.fetchall()] if fetch else cur.rowcount
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                _PG_CONNECTIONS.pop(database_url, None)
+                with contextlib.suppress(Exception):
+                    conn.close()
+                if attempt == 1:
+                    raise
+    raise AssertionError("unreachable")
+
+
+def close_pg_connections() -> None:
+    """Close the harness's observation connections (call before the PostgreSQL server stops)."""
+    with _PG_LOCK:
+        for conn in _PG_CONNECTIONS.values():
+            with contextlib.suppress(Exception):
+                conn.close()
+        _PG_CONNECTIONS.clear()
+
+
 def _ti_key(task_id: str, map_index: int) -> str:
     return task_id if map_index in (-1, None) else f"{task_id}[{map_index}]"
 
 
-def _utc(value: str) -> datetime:
-    """Parse a DB timestamp (Airflow stores naive UTC strings in SQLite)."""
-    parsed = datetime.fromisoformat(value)
+def _utc(value: str | datetime) -> datetime:
+    """Parse a DB timestamp (naive UTC strings in SQLite; psycopg2 returns datetimes)."""
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -911,10 +1092,23 @@ def _checkpoint(db_path: Path) -> None:
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
+    """Every process below ``pid``, plus any process still in the session ``pid`` leads.
+
+    Every process the harness starts leads its own session (``start_new_session``), so session
+    members that were re-parented (their parent died first) are found too.
+    """
     try:
-        return psutil.Process(pid).children(recursive=True)
+        found = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
-        return []
+        found = []
+    pids = {p.pid for p in found}
+    for candidate in psutil.process_iter():
+        if candidate.pid in pids or candidate.pid == pid:
+            continue
+        with contextlib.suppress(OSError):
+            if os.getsid(candidate.pid) == pid:
+                found.append(candidate)
+    return found
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -925,7 +1119,7 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def _signal_tree(proc: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal ``proc``'s process group and every descendant (some sit in process groups of their own)."""
+    """Signal ``proc``'s process group, every descendant and its session (some sit in process groups of their own)."""
     children = _descendants(proc.pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)

@@ -1,0 +1,39 @@
+"""Settings and the measurement log shared by the cluster suite's conftest and tests."""
+
+from __future__ import annotations
+
+# Lowered from Airflow's defaults so failures are noticed in seconds, not minutes (test only):
+TRIGGERER_HEALTH_CHECK_THRESHOLD = 10.0  # [triggerer] triggerer_health_check_threshold, default 30 s
+HEARTBEAT_SEC = 1.0  # [scheduler]/[triggerer] job_heartbeat_sec, default 5 s
+CLUSTER_CONFIG = {
+    # A dead scheduler's queued/running tasks are adopted by the other one after 10 s (default 30 s,
+    # checked every 300 s).
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "10",
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "5",
+    # A task whose worker died stops heartbeating; it is failed (and retried) after 30 s (default 300 s).
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+    # A message a dead worker had reserved but not started: re-queued after 120 s (default 600 s).
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "120",
+    "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
+    "AIRFLOW__SCHEDULER__NUM_STUCK_IN_QUEUED_RETRIES": "5",
+    # Executor slots per scheduler; 2 workers x 3 slots run the tasks.
+    "AIRFLOW__CORE__PARALLELISM": "6",
+    "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "2000",
+    # Triggers per triggerer (default 1,000): the measurement's 1,000 waits must use both.
+    "AIRFLOW__TRIGGERER__CAPACITY": "600",
+    "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+    "AIRFLOW__CELERY__WORKER_ENABLE_REMOTE_CONTROL": "False",
+    "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "3",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "10",
+}
+CELERY_WORKER_CONCURRENCY = 3
+
+#: Lines the tests measured; printed again in pytest's terminal summary (see conftest).
+MEASUREMENTS: list[str] = []
+
+
+def report(line: str) -> None:
+    """Print now (visible with ``-s``) and again at the end of the run."""
+    print(line, flush=True)
+    MEASUREMENTS.append(line)
