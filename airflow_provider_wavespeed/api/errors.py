@@ -128,6 +128,10 @@ class WaveSpeedDownloadError(WaveSpeedError):
     """An output could not be stored completely."""
 
 
+class WaveSpeedWebhookError(WaveSpeedError, ValueError):
+    """A received webhook failed verification (format, signature or replay window): do not trust its body."""
+
+
 def _next_step(status: str, code: int | None) -> str:
     if status == "deleted":
         return ". The prediction was deleted; its outputs are gone."
