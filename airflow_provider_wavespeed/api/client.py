@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,14 +23,13 @@ from airflow_provider_wavespeed.api.errors import (
     WaveSpeedSubmitAmbiguousError,
 )
 from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.reconcile import ServerClock, ambiguity_message, candidates
 from airflow_provider_wavespeed.api.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
 CLIENT_NAME = "airflow-provider-wavespeed"
-# How far before a lost submit we look in history: covers clock skew between us and the API.
-SUBMIT_LOOKBACK_SECONDS = 120.0
 
 
 def is_loopback_host(host: str) -> bool:
@@ -120,10 +118,6 @@ def connection_error(exc: httpx.HTTPError, path: str) -> WaveSpeedConnectionErro
     )
 
 
-def _iso_utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class WaveSpeedClient:
     """Blocking client. One ``httpx.Client`` (connection pool); the key is sent per API request only,
     so the same pool can download outputs from the CDN without ever sending the key there."""
@@ -132,6 +126,7 @@ class WaveSpeedClient:
         self.settings = settings
         self.http = http or httpx.Client(timeout=settings.http_timeout(), follow_redirects=True)
         self._submitted_ids: set[str] = set()
+        self.server_clock = ServerClock()
 
     def __enter__(self) -> WaveSpeedClient:
         return self
@@ -144,10 +139,12 @@ class WaveSpeedClient:
 
     def send(self, request: protocol.ApiRequest) -> Any:
         """One attempt, no retry."""
+        sent_at = time.time()
         try:
             reply = self.http.request(**self.settings.request_args(request))
         except httpx.HTTPError as exc:
             raise connection_error(exc, request.path) from exc
+        self.server_clock.observe(reply.headers.get("date"), sent_at, time.time())
         return protocol.parse_reply(request, reply.status_code, reply.headers, reply.content)
 
     def call(self, request: protocol.ApiRequest) -> Any:
@@ -182,22 +179,22 @@ class WaveSpeedClient:
         inputs: Mapping[str, Any],
         *,
         webhook: str | None = None,
-        claimed_ids: Iterable[str] = (),
+        claimed_ids: Iterable[str] | Callable[[], Iterable[str]] = (),
         sleep: Callable[[float], None] = time.sleep,
     ) -> Prediction:
         """Submit once, billed once.
 
         A rejected submit (429) is retried after backoff. An ambiguous one (no reply, 5xx) is never
-        blindly repeated: history is searched for a prediction of this model created since just
-        before the attempt. One unclaimed match is adopted; none means nothing was created and it is
-        safe to submit again; several raise :class:`WaveSpeedSubmitAmbiguousError` with their ids.
+        blindly repeated: the history is searched in the attempt's window (see ``api.reconcile``),
+        leaving out ``claimed_ids`` (predictions known to be someone else's; a callable is asked at
+        search time). One candidate is adopted; none means nothing was created and it is safe to
+        submit again; several raise :class:`WaveSpeedSubmitAmbiguousError` with their ids and the window.
         """
         request = protocol.submit(model, inputs, webhook=webhook)
         policy = self.settings.retry
-        claimed = set(claimed_ids) | self._submitted_ids
         last_error: Exception | None = None
         for attempt in range(1, policy.max_attempts + 1):
-            started = time.time()
+            sent_at = time.time()
             try:
                 prediction = Prediction.from_api(self.send(request) or {})
             except WaveSpeedRateLimitError as exc:
@@ -208,13 +205,22 @@ class WaveSpeedClient:
                 if isinstance(exc, WaveSpeedConnectionError) and not exc.request_sent:
                     log.warning("Submit to %s never reached the API (nothing was created): %s", model, exc)
                 else:
-                    log.warning("Submit to %s got no clear answer (%s); checking history", model, exc)
+                    window = self.server_clock.window(model, sent_at, time.time())
+                    log.warning(
+                        "Submit to %s got no clear answer (%s); checking history %s", model, exc, window.describe()
+                    )
                     sleep(policy.next_wait(attempt, exc))
-                    adopted = self._find_submitted(model, inputs, since=started, claimed=claimed)
-                    if adopted is not None:
-                        log.warning("Adopted prediction %s: it was created by the unanswered submit", adopted.id)
-                        self._submitted_ids.add(adopted.id)
-                        return adopted
+                    claimed = set(claimed_ids() if callable(claimed_ids) else claimed_ids) | self._submitted_ids
+                    found = candidates(self.list_predictions, window, inputs, claimed)
+                    if len(found) > 1:
+                        ids = [p.id for p in found]
+                        raise WaveSpeedSubmitAmbiguousError(
+                            model, ambiguity_message(window, ids), ids, window=window.to_json()
+                        ) from exc
+                    if found:
+                        log.warning("Adopted prediction %s: it was created by the unanswered submit", found[0].id)
+                        self._submitted_ids.add(found[0].id)
+                        return found[0]
                     log.warning("History shows no prediction from that submit: safe to submit again")
                     continue
             else:
@@ -226,25 +232,6 @@ class WaveSpeedClient:
                 sleep(policy.next_wait(attempt, last_error))
         assert last_error is not None
         raise last_error
-
-    def _find_submitted(
-        self, model: str, inputs: Mapping[str, Any], *, since: float, claimed: set[str]
-    ) -> Prediction | None:
-        items = self.list_predictions(model=model, created_after=_iso_utc(since - SUBMIT_LOOKBACK_SECONDS))
-        candidates = [p for p in items if p.model in ("", model) and p.id not in claimed]
-        with_inputs = [p for p in candidates if p.raw.get("input") == dict(inputs)]
-        if with_inputs:
-            candidates = with_inputs
-        if len(candidates) > 1:
-            ids = [p.id for p in candidates]
-            raise WaveSpeedSubmitAmbiguousError(
-                model,
-                f"A submit to {model} got no reply and history shows {len(ids)} possible predictions from it: "
-                f"{', '.join(ids)}. Not submitting again to avoid paying twice; check which one is yours, "
-                "then pass its id to the sensor (or delete the extras).",
-                ids,
-            )
-        return candidates[0] if candidates else None
 
 
 # In-flight requests per shared async client. Past httpx's pool size requests queue inside httpcore,

@@ -6,7 +6,8 @@ request path and our own words, never from headers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class WaveSpeedError(Exception):
@@ -86,11 +87,17 @@ class WaveSpeedConnectionError(WaveSpeedError):
 
 
 class WaveSpeedSubmitAmbiguousError(WaveSpeedError):
-    """A submit may or may not have created a (billed) prediction, and history could not tell."""
+    """A submit may or may not have created a (billed) prediction, and history could not tell which.
 
-    def __init__(self, model: str, message: str, candidate_ids: Sequence[str] = ()) -> None:
+    ``window`` is the span searched (``SubmitWindow.to_json()``), so a later try can search it again.
+    """
+
+    def __init__(
+        self, model: str, message: str, candidate_ids: Sequence[str] = (), window: Mapping[str, Any] | None = None
+    ) -> None:
         self.model = model
         self.candidate_ids = list(candidate_ids)
+        self.window = dict(window) if window is not None else None
         super().__init__(message)
 
 

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from airflow_provider_wavespeed.api.errors import WaveSpeedPredictionFailed
+from airflow_provider_wavespeed.api.timestamps import parse_iso
 
 
 class PredictionStatus(StrEnum):
@@ -60,6 +61,11 @@ class Prediction:
             result_url=str((data.get("urls") or {}).get("get") or ""),
             raw=dict(data),
         )
+
+    @property
+    def created_epoch(self) -> float | None:
+        """``created_at`` in epoch seconds (None when the API did not say)."""
+        return parse_iso(self.created_at)
 
     @property
     def is_terminal(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -178,9 +178,13 @@ class WaveSpeedHook(BaseHook):
         inputs: Mapping[str, Any],
         *,
         webhook: str | None = None,
-        claimed_ids: tuple[str, ...] = (),
+        claimed_ids: Iterable[str] | Callable[[], Iterable[str]] = (),
     ) -> Prediction:
-        """Submit one prediction (billed once; see ``WaveSpeedClient.submit_prediction``)."""
+        """Submit one prediction (billed once; see ``WaveSpeedClient.submit_prediction``).
+
+        :param claimed_ids: prediction ids known to be someone else's (or a callable asked when a lost
+            reply is resolved), never adopted as this submit's.
+        """
         return self.client.submit_prediction(model, inputs, webhook=webhook, claimed_ids=claimed_ids)
 
     def get_prediction(self, prediction_id: str) -> Prediction:

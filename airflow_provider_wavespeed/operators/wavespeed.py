@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -21,10 +21,12 @@ from airflow_provider_wavespeed.api.errors import (
     WaveSpeedError,
     WaveSpeedInputError,
     WaveSpeedRequestError,
+    WaveSpeedSubmitAmbiguousError,
 )
 from airflow_provider_wavespeed.api.models import TERMINAL_FAILURE_STATUSES, Prediction
 from airflow_provider_wavespeed.api.polling import PollSchedule, default_min_interval
 from airflow_provider_wavespeed.api.protocol import check_model_id, check_prediction_id
+from airflow_provider_wavespeed.api.reconcile import UNKNOWN_SKEW_SECONDS, SubmitWindow, ambiguity_message, candidates
 from airflow_provider_wavespeed.api.retry import WaveSpeedIncompleteDownload
 from airflow_provider_wavespeed.assets import emit_output_events
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
@@ -37,12 +39,20 @@ from airflow_provider_wavespeed.outcomes import (
     prediction_from_event,
 )
 from airflow_provider_wavespeed.outputs import store_outputs
-from airflow_provider_wavespeed.sensors.wavespeed import DEFER_TIMEOUT_GRACE, started_at_of
+from airflow_provider_wavespeed.sensors.wavespeed import DEFER_TIMEOUT_GRACE
 from airflow_provider_wavespeed.storage import Destination
 from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
 
 LINK_XCOM_KEY = "wavespeed_prediction_url"
+#: The prediction id a task submitted or adopted, pushed at once: sibling tasks resolving a lost reply skip it.
+CLAIM_XCOM_KEY = "wavespeed_prediction_id"
 STATE_KEY = "wavespeed_prediction"
+#: After an ambiguous lost reply, how often (and how far apart) the history is searched again while
+#: sibling tasks that submitted at the same moment push their claims.
+SETTLE_CHECKS = 3
+SETTLE_PAUSE_SECONDS = 5.0
+#: Submits in a row that may go unanswered (each resolved through the history) before the task gives up.
+MAX_UNANSWERED_SUBMITS = 3
 CONSOLE_MODEL_URL = "https://wavespeed.ai/models/{model}"
 
 
@@ -153,10 +163,13 @@ class WaveSpeedSubmitOperator(BaseOperator):
         model, inputs = self._checked_arguments()
         fingerprint = inputs_fingerprint(model, inputs)
         store = context.get("task_state_store") if self.reuse_existing else None
+        saved = self._saved_state(store, fingerprint)
         try:
-            if store is not None:
-                reused = self._reusable_prediction(store, fingerprint)
-            elif self.reuse_existing:
+            if saved is not None and "pending" in saved:
+                reused = self._resolve_pending(context, saved)
+            elif saved is not None:
+                reused = self._reusable_prediction(saved)
+            elif store is None and self.reuse_existing:
                 reused = self._reusable_from_history(context, model, inputs)
             else:
                 reused = None
@@ -169,7 +182,7 @@ class WaveSpeedSubmitOperator(BaseOperator):
                     self.log.warning("Model %s does not declare inputs %s; sending them anyway", model, unknown)
             self._check_balance()
             payload = self.hook.resolve_media_inputs(inputs, conn_id=self.media_conn_id)
-            prediction = self.hook.submit(model, payload, webhook=self.webhook)
+            prediction = self._submit(context, store, model, payload, fingerprint)
         except WaveSpeedError as exc:
             raise final_error(exc, self.task_id) from None
         except FileNotFoundError as exc:
@@ -179,6 +192,102 @@ class WaveSpeedSubmitOperator(BaseOperator):
         self.log.info("Submitted prediction %s to %s (status %s)", prediction.id, model, prediction.status)
         self._announce(context, prediction)
         return prediction
+
+    def _submit(
+        self, context: Context, store: Any, model: str, payload: dict[str, Any], fingerprint: str
+    ) -> Prediction:
+        """Submit; when the reply is lost and history is ambiguous, wait for sibling tasks' claims to settle.
+
+        Still ambiguous after that: the window and candidates are recorded in the task state store
+        before the task fails, so that no later try submits these inputs again before resolving them.
+        """
+        for _ in range(MAX_UNANSWERED_SUBMITS):
+            try:
+                return self.hook.submit(model, payload, webhook=self.webhook, claimed_ids=lambda: self._claims(context))
+            except WaveSpeedSubmitAmbiguousError as exc:
+                if exc.window is None:
+                    raise
+                window = SubmitWindow.from_json(exc.window)
+                found = self._settled_candidates(context, window, payload, len(exc.candidate_ids))
+                if len(found) == 1:
+                    self.log.warning("Adopted prediction %s: sibling tasks claimed the other candidates", found[0].id)
+                    return found[0]
+                if found:
+                    ids = [p.id for p in found]
+                    if store is not None:
+                        store.set(
+                            STATE_KEY,
+                            {
+                                "pending": window.to_json(),
+                                "candidates": ids,
+                                "model": model,
+                                "fingerprint": fingerprint,
+                                "payload": payload,
+                            },
+                        )
+                    raise WaveSpeedSubmitAmbiguousError(
+                        model, ambiguity_message(window, ids), ids, exc.window
+                    ) from None
+                self.log.warning("Sibling tasks claimed every candidate: the unanswered submit created nothing")
+        raise WaveSpeedSubmitAmbiguousError(
+            model, f"{MAX_UNANSWERED_SUBMITS} submits to {model} in a row got no reply; not trying again"
+        )
+
+    def _settled_candidates(
+        self, context: Context, window: SubmitWindow, payload: dict[str, Any], seen: int
+    ) -> list[Prediction]:
+        """Search ``window`` again while sibling tasks that submitted at the same time claim their predictions."""
+        found: list[Prediction] = []
+        for check in range(SETTLE_CHECKS):
+            if check:
+                time.sleep(SETTLE_PAUSE_SECONDS)
+            found = candidates(self.hook.list_predictions, window, payload, self._claims(context))
+            self.log.info("History %s: %d unclaimed candidate(s) of %d", window.describe(), len(found), seen)
+            if len(found) <= 1:
+                break
+        return found
+
+    def _claims(self, context: Context) -> set[str]:
+        """Prediction ids that the WaveSpeed tasks of this DAG run (mapped siblings included) have claimed."""
+        task_ids = (
+            [t.task_id for t in self.dag.tasks if isinstance(t, WaveSpeedSubmitOperator)] if self.has_dag() else []
+        )
+        pulled = context["ti"].xcom_pull(task_ids=task_ids or [self.task_id], key=CLAIM_XCOM_KEY)
+        values = pulled if isinstance(pulled, list) else [pulled]
+        return {v for v in values if isinstance(v, str) and v}
+
+    def _saved_state(self, store: Any, fingerprint: str) -> dict[str, Any] | None:
+        saved = store.get(STATE_KEY) if store is not None else None
+        if not isinstance(saved, dict) or not (saved.get("id") or saved.get("pending")):
+            return None
+        if saved.get("fingerprint") != fingerprint:
+            what = saved.get("id") or f"an unanswered submit ({', '.join(saved.get('candidates') or [])})"
+            self.log.warning("An earlier try submitted %s with other model/inputs; submitting anew", what)
+            return None
+        return saved
+
+    def _resolve_pending(self, context: Context, saved: dict[str, Any]) -> Prediction | None:
+        """An earlier try's submit got no reply and history was ambiguous: resolve it before anything else."""
+        window = SubmitWindow.from_json(saved["pending"])
+        payload = saved.get("payload") or {}
+        found = candidates(self.hook.list_predictions, window, payload, self._claims(context))
+        if len(found) > 1:
+            ids = [p.id for p in found]
+            raise AirflowFailException(f"{self.task_id}: {ambiguity_message(window, ids)}")
+        if not found:
+            self.log.warning(
+                "History %s shows no prediction from the earlier try's unanswered submit: submitting", window.describe()
+            )
+            return None
+        adopted = found[0]
+        if adopted.status in TERMINAL_FAILURE_STATUSES:
+            self.log.warning("Prediction %s of an earlier try ended %s; submitting anew", adopted.id, adopted.status)
+            return None
+        self.log.info("Adopted prediction %s of an earlier try's unanswered submit; not submitting again", adopted.id)
+        store = context.get("task_state_store")
+        if store is not None:
+            store.set(STATE_KEY, {"id": adopted.id, "model": window.model, "fingerprint": saved.get("fingerprint")})
+        return adopted
 
     def _check_balance(self) -> None:
         if self.min_balance is None:
@@ -191,13 +300,7 @@ class WaveSpeedSubmitOperator(BaseOperator):
             )
         self.log.info("Account balance %.2f USD (min_balance %.2f)", balance, self.min_balance)
 
-    def _reusable_prediction(self, store: Any, fingerprint: str) -> Prediction | None:
-        saved = store.get(STATE_KEY) if store is not None else None
-        if not isinstance(saved, dict) or not saved.get("id"):
-            return None
-        if saved.get("fingerprint") != fingerprint:
-            self.log.warning("An earlier try submitted %s with other model/inputs; submitting anew", saved["id"])
-            return None
+    def _reusable_prediction(self, saved: dict[str, Any]) -> Prediction | None:
         previous = self.hook.get_prediction(str(saved["id"]))
         if previous.status in TERMINAL_FAILURE_STATUSES:
             self.log.warning("Prediction %s of an earlier try ended %s; submitting anew", previous.id, previous.status)
@@ -212,9 +315,10 @@ class WaveSpeedSubmitOperator(BaseOperator):
     def _reusable_from_history(self, context: Context, model: str, inputs: dict[str, Any]) -> Prediction | None:
         """Airflow < 3.3 has no task_state_store: find an earlier try's prediction in the history instead.
 
-        Candidates are this model's predictions created since the DAG run started that did not fail.
-        Where the history shows inputs, they must match. One candidate is reused; several fail the
-        task with their ids rather than risk paying twice or adopting someone else's prediction.
+        Candidates are this model's predictions created since the DAG run started that no other task
+        of the run claimed. Where the history shows inputs, they must match. One candidate is reused
+        (unless it failed); several fail the task with their ids rather than risk paying twice or
+        adopting someone else's prediction.
         """
         ti = context["ti"]
         if getattr(ti, "try_number", 1) <= 1:
@@ -223,28 +327,30 @@ class WaveSpeedSubmitOperator(BaseOperator):
         since = getattr(dag_run, "start_date", None) or getattr(dag_run, "queued_at", None)
         if since is None:
             return None
-        since_iso = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        candidates = [
-            p
-            for p in self.hook.list_predictions(model=model, created_after=since_iso)
-            if p.status not in TERMINAL_FAILURE_STATUSES and p.raw.get("input", inputs) == inputs
-        ]
-        if not candidates:
+        window = SubmitWindow(model, since.timestamp(), time.time() + UNKNOWN_SKEW_SECONDS)
+        found = candidates(self.hook.list_predictions, window, inputs, self._claims(context))
+        if not found:
             self.log.info("No prediction of an earlier try found in the history; submitting")
             return None
-        if len(candidates) > 1:
-            ids = ", ".join(p.id for p in candidates)
+        if len(found) > 1:
+            ids = ", ".join(p.id for p in found)
             raise AirflowFailException(
                 f"{self.task_id}: try {ti.try_number} cannot tell which of these predictions an earlier try "
-                f"submitted: {ids}. Not submitting again to avoid paying twice; pass the right id to the sensor, "
-                "or set reuse_existing=False to submit anew (Airflow >= 3.3 tracks this exactly)."
+                f"submitted: {ids}. Not submitting again to avoid paying twice; wait on the right id with "
+                "WaveSpeedPredictionSensor(prediction_id=...), or set reuse_existing=False to submit anew, "
+                "knowingly accepting a possible second charge (Airflow >= 3.3 tracks this exactly)."
             )
-        self.log.info("Reusing prediction %s of an earlier try (history); not submitting again", candidates[0].id)
-        return candidates[0]
+        if found[0].status in TERMINAL_FAILURE_STATUSES:
+            self.log.warning("Prediction %s of an earlier try ended %s; submitting anew", found[0].id, found[0].status)
+            return None
+        self.log.info("Reusing prediction %s of an earlier try (history); not submitting again", found[0].id)
+        return found[0]
 
     def _announce(self, context: Context, prediction: Prediction) -> None:
-        url = prediction_console_url(prediction.model or self.model, prediction.id)
-        context["ti"].xcom_push(key=LINK_XCOM_KEY, value=url)
+        """Claim the prediction (sibling tasks resolving a lost reply leave it out) and push its console link."""
+        ti = context["ti"]
+        ti.xcom_push(key=CLAIM_XCOM_KEY, value=prediction.id)
+        ti.xcom_push(key=LINK_XCOM_KEY, value=prediction_console_url(prediction.model or self.model, prediction.id))
 
 
 class _StoresOutputs:
@@ -427,7 +533,7 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
             prediction_id=prediction.id,
             wavespeed_conn_id=self.wavespeed_conn_id,
             deadline=time.time() + self.wait_timeout,
-            started_at=started_at_of(prediction),
+            started_at=prediction.created_epoch or time.time(),
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
             model=prediction.model,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -12,7 +12,6 @@ from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.bases.sensor import PokeReturnValue
 
 from airflow_provider_wavespeed.api.errors import WaveSpeedError
-from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.protocol import check_prediction_id
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.outcomes import (
@@ -25,21 +24,6 @@ from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTri
 
 # Airflow's own deferral timeout is a backstop behind the trigger's deadline, never the first to fire.
 DEFER_TIMEOUT_GRACE = timedelta(minutes=5)
-
-
-def started_at_of(prediction: Prediction) -> float:
-    """Epoch seconds of the prediction's ``created_at`` (nanosecond ISO strings included), else now."""
-    text = prediction.created_at
-    if text:
-        trimmed = text.rstrip("Z")
-        if "." in trimmed:
-            head, frac = trimmed.split(".", 1)
-            trimmed = f"{head}.{frac[:6]}"
-        try:
-            return datetime.fromisoformat(trimmed + "+00:00").timestamp()
-        except ValueError:
-            pass
-    return time.time()
 
 
 class WaveSpeedPredictionSensor(BaseSensorOperator):
@@ -107,7 +91,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
                 prediction_id=prediction_id,
                 wavespeed_conn_id=self.wavespeed_conn_id,
                 deadline=deadline,
-                started_at=started_at_of(prediction),
+                started_at=prediction.created_epoch or time.time(),
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 model=prediction.model,
