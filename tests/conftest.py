@@ -16,6 +16,7 @@ os.environ["AIRFLOW__CORE__TEST_CONNECTION"] = "Enabled"
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["airflow_provider_wavespeed.emulator.pytest_plugin"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -6,6 +6,16 @@
 
 Names are imported lazily, so ``import airflow_provider_wavespeed.emulator.media`` (for example)
 does not load the asyncio server.
+
+Why it lives here, in the provider's distribution, and not in a package of its own: it is the
+provider's proof of the wire format and changes with it in the same commit; users who test DAGs
+get it with the provider, at no cost (no dependency beyond h11, which httpx already brings; nothing
+runs at import). What a separate distribution would have bought, we keep by rule instead: it imports
+nothing from Airflow or from the provider's Airflow modules (a test runs it with Airflow made
+unimportable, so any client, e.g. the official SDK, can use it), and its pytest plugin is opt-in
+(``pytest_plugins = ["airflow_provider_wavespeed.emulator.pytest_plugin"]`` or ``-p ...``) instead of
+an entry point that would add fixtures to every pytest session of every Airflow image with the
+provider installed.
 """
 
 from __future__ import annotations
@@ -14,10 +24,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_wavespeed.emulator.clock import ManualClock
     from airflow_provider_wavespeed.emulator.config import OUTCOMES, ConfigError, EmulatorConfig
     from airflow_provider_wavespeed.emulator.emulator import WaveSpeedEmulator
     from airflow_provider_wavespeed.emulator.media import expected_output_bytes, output_sha256
-    from airflow_provider_wavespeed.emulator.models import CATALOGUE, ModelSpec
+    from airflow_provider_wavespeed.emulator.models import CATALOGUE, ModelCatalogueError, ModelSpec, load_models
     from airflow_provider_wavespeed.emulator.state import PredictionRecord
     from airflow_provider_wavespeed.emulator.stats import EmulatorStats
 
@@ -27,7 +38,10 @@ _EXPORTS = {
     "ConfigError": "config",
     "EmulatorConfig": "config",
     "EmulatorStats": "stats",
+    "ManualClock": "clock",
+    "ModelCatalogueError": "models",
     "ModelSpec": "models",
+    "load_models": "models",
     "PredictionRecord": "state",
     "WaveSpeedEmulator": "emulator",
     "expected_output_bytes": "media",
@@ -40,10 +54,13 @@ __all__ = [
     "ConfigError",
     "EmulatorConfig",
     "EmulatorStats",
+    "ManualClock",
+    "ModelCatalogueError",
     "ModelSpec",
     "PredictionRecord",
     "WaveSpeedEmulator",
     "expected_output_bytes",
+    "load_models",
     "output_sha256",
 ]
 
