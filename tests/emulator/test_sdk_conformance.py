@@ -31,6 +31,7 @@ wavespeed = pytest.importorskip(
 from wavespeed import Client  # noqa: E402
 
 WaitUntil = Callable[..., None]
+# Every SDK call gets timeout=: the SDK waits for ever by default, and a test must end even if it fails.
 
 MODEL = "wavespeed-ai/z-image/turbo"  # the SDK README's model
 AVATAR = "wavespeed-ai/hunyuan-avatar"
@@ -64,7 +65,7 @@ def test_run_submits_polls_until_completed_and_returns_the_output_urls(
     background: ThreadPoolExecutor,
     wait_until: WaitUntil,
 ) -> None:
-    future = background.submit(client.run, MODEL, {"prompt": "A cat"}, poll_interval=0.01)
+    future = background.submit(client.run, MODEL, {"prompt": "A cat"}, poll_interval=0.01, timeout=120)
     result = _finish_when_polled(wavespeed_emulator, clock, wait_until, future)
     (record,) = wavespeed_emulator.predictions.values()
     assert result == {"outputs": [wavespeed_emulator.output_url(record.id)]}
@@ -80,7 +81,7 @@ def test_run_no_throw_and_get_result_report_the_task(
     background: ThreadPoolExecutor,
     wait_until: WaitUntil,
 ) -> None:
-    future = background.submit(client.run_no_throw, MODEL, {"prompt": "A dog"}, poll_interval=0.01)
+    future = background.submit(client.run_no_throw, MODEL, {"prompt": "A dog"}, poll_interval=0.01, timeout=120)
     result = _finish_when_polled(wavespeed_emulator, clock, wait_until, future)
     assert result["status"] == "completed" and result["error"] is None
     full = client.get_result(result["task_id"])
@@ -94,7 +95,7 @@ def test_sync_mode_returns_the_outputs_from_the_submit_alone(
     background: ThreadPoolExecutor,
     wait_until: WaitUntil,
 ) -> None:
-    future = background.submit(client.run, MODEL, {"prompt": "A cat"}, enable_sync_mode=True)
+    future = background.submit(client.run, MODEL, {"prompt": "A cat"}, enable_sync_mode=True, timeout=120)
     wait_until(lambda: wavespeed_emulator.stats.submits_accepted == 1, what="the sync submit")
     assert not future.done()
     clock.advance(1)
@@ -113,7 +114,7 @@ def test_sync_mode_timeout_is_recognised_with_the_task_id_and_the_task_goes_on(
     wait_until: WaitUntil,
 ) -> None:
     wavespeed_emulator.configure(sync_window_seconds=1.0, run_seconds=60.0)
-    future = background.submit(client.run, MODEL, {"prompt": "slow"}, enable_sync_mode=True)
+    future = background.submit(client.run, MODEL, {"prompt": "slow"}, enable_sync_mode=True, timeout=120)
     wait_until(lambda: wavespeed_emulator.stats.submits_accepted == 1, what="the sync submit")
     clock.advance(1)
     with pytest.raises(RuntimeError) as info:
@@ -132,7 +133,7 @@ def test_sync_mode_timeout_is_recognised_with_the_task_id_and_the_task_goes_on(
 def test_sync_mode_reports_a_failed_prediction(wavespeed_emulator: WaveSpeedEmulator, client: Any) -> None:
     wavespeed_emulator.configure(queue_seconds=0.0, run_seconds=0.0)
     with pytest.raises(RuntimeError, match=r"^Prediction failed \(task_id: [0-9a-f]{32}\): Task Execution Failed"):
-        client.run(MODEL, {"prompt": "x [emulator:failed]"}, enable_sync_mode=True)
+        client.run(MODEL, {"prompt": "x [emulator:failed]"}, enable_sync_mode=True, timeout=120)
 
 
 @pytest.mark.parametrize("sync", [False, True])
@@ -141,7 +142,7 @@ def test_base64_outputs_are_naked_base64_of_the_real_bytes(
 ) -> None:
     wavespeed_emulator.configure(queue_seconds=0.0, run_seconds=0.0, output_size=4096)
     result = client.run(
-        MODEL, {"prompt": "A cat", "enable_base64_output": True}, enable_sync_mode=sync, poll_interval=0.01
+        MODEL, {"prompt": "A cat", "enable_base64_output": True}, enable_sync_mode=sync, poll_interval=0.01, timeout=120
     )
     (record,) = wavespeed_emulator.predictions.values()
     (value,) = result["outputs"]
@@ -153,14 +154,14 @@ def test_a_failed_prediction_raises_with_the_task_id_and_the_api_error(
 ) -> None:
     wavespeed_emulator.configure(queue_seconds=0.0, run_seconds=0.0)
     with pytest.raises(RuntimeError, match=r"^Prediction failed \(task_id: [0-9a-f]{32}\): Task Execution Failed"):
-        client.run(MODEL, {"prompt": "x [emulator:failed]"}, poll_interval=0.01)
+        client.run(MODEL, {"prompt": "x [emulator:failed]"}, poll_interval=0.01, timeout=120)
     with pytest.raises(RuntimeError, match=r"^Prediction timeout \(task_id: "):
-        client.run(MODEL, {"prompt": "x [emulator:timeout]"}, poll_interval=0.01)
+        client.run(MODEL, {"prompt": "x [emulator:timeout]"}, poll_interval=0.01, timeout=120)
 
 
 def test_result_polls_are_retried_through_503s(wavespeed_emulator: WaveSpeedEmulator, client: Any) -> None:
     wavespeed_emulator.configure(queue_seconds=0.0, run_seconds=0.0)
-    prediction_id = client.run_no_throw(MODEL, {"prompt": "x"})["task_id"]
+    prediction_id = client.run_no_throw(MODEL, {"prompt": "x"}, timeout=120)["task_id"]
     wavespeed_emulator.configure(fail_every_nth=2)
     for _ in range(4):
         assert client.get_result(prediction_id)["data"]["status"] == "completed"
@@ -184,7 +185,7 @@ def test_upload_of_a_path_and_of_a_file_object_via_ticket_and_put(
     assert wavespeed_emulator.stats.uploads == 2
     # The uploaded URL is a usable input.
     wavespeed_emulator.configure(queue_seconds=0.0, run_seconds=0.0)
-    result = client.run(AVATAR, {"image": url, "audio": url}, poll_interval=0.01)
+    result = client.run(AVATAR, {"image": url, "audio": url}, poll_interval=0.01, timeout=120)
     assert len(result["outputs"]) == 1
 
 
