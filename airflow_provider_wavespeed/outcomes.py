@@ -5,13 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout
+
 from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.triggers.wavespeed import EVENT_DEADLINE, EVENT_ERROR, EVENT_TERMINAL
-
-try:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
-except ImportError:  # pragma: no cover - Airflow 3.1 layout
-    from airflow.exceptions import AirflowFailException, AirflowSensorTimeout  # type: ignore[no-redef]
 
 NSFW_POLICIES = ("keep", "skip", "fail")
 
@@ -47,10 +44,16 @@ def completed_result(prediction: Prediction, nsfw_policy: str, log: logging.Logg
 
 
 def deadline_failure(prediction_id: str, status: str, waited: float) -> AirflowSensorTimeout:
+    queued = (
+        " It never left the queue: the account's concurrency limit stayed full; lower the pool or "
+        "max_active_tis_per_dagrun to the account's concurrency, or raise queue_timeout."
+        if status == "created"
+        else ""
+    )
     return AirflowSensorTimeout(
         f"Gave up waiting for WaveSpeed prediction {prediction_id} after {waited:.0f} s "
         f"(last status {status or 'unknown'}). The prediction may still finish: raise `timeout` "
-        "or rerun the sensor with the same prediction id; submitting again would be billed again."
+        f"or rerun the sensor with the same prediction id; submitting again would be billed again.{queued}"
     )
 
 

@@ -18,6 +18,7 @@ from airflow_provider_wavespeed.api import protocol
 from airflow_provider_wavespeed.api.errors import (
     WaveSpeedConfigError,
     WaveSpeedConnectionError,
+    WaveSpeedNotFoundError,
     WaveSpeedRateLimitError,
     WaveSpeedServerError,
     WaveSpeedSubmitAmbiguousError,
@@ -160,6 +161,22 @@ class WaveSpeedClient:
         data = self.call(protocol.get_balance()) or {}
         return float(data.get("balance", 0.0))
 
+    def quote(self, model: str, inputs: Mapping[str, Any]) -> float:
+        """USD one run of ``model`` with ``inputs`` costs: the documented pricing endpoint, else the other one."""
+        last: Exception | None = None
+        for path in (protocol.PRICING_PATH, protocol.PRICE_PATH):
+            try:
+                data = self.call(protocol.quote(model, inputs, path=path))
+            except WaveSpeedNotFoundError as exc:  # this API has the other endpoint (or prices nothing)
+                last = exc
+                continue
+            price = protocol.price_of(data)
+            if price is None:
+                raise WaveSpeedServerError(200, f"price quote without a price: {data!r}"[:300], path=path)
+            return price
+        assert last is not None
+        raise last
+
     def list_models(self) -> list[dict[str, Any]]:
         data = self.call(protocol.list_models())
         items = data.get("items", []) if isinstance(data, dict) else data
@@ -180,6 +197,7 @@ class WaveSpeedClient:
         *,
         webhook: str | None = None,
         claimed_ids: Iterable[str] | Callable[[], Iterable[str]] = (),
+        retry_rate_limits: bool = True,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Prediction:
         """Submit once, billed once.
@@ -198,6 +216,8 @@ class WaveSpeedClient:
             try:
                 prediction = Prediction.from_api(self.send(request) or {})
             except WaveSpeedRateLimitError as exc:
+                if not retry_rate_limits:
+                    raise
                 last_error = exc
                 log.warning("Submit to %s was rate limited (nothing was created): %s", model, exc)
             except (WaveSpeedServerError, WaveSpeedConnectionError) as exc:

@@ -105,6 +105,28 @@ def list_models() -> ApiRequest:
     return ApiRequest("GET", f"{API_PREFIX}/models")
 
 
+PRICING_PATH = f"{API_PREFIX}/model/pricing"
+PRICE_PATH = f"{API_PREFIX}/model/price"
+
+
+def quote(model: str, inputs: Mapping[str, Any], *, path: str = PRICING_PATH) -> ApiRequest:
+    """A price quote for one run (a POST, but a read: safe to retry). The docs name ``/model/pricing``
+    (``data.unit_price``); the official MCP server uses ``/model/price`` (``data.price``,
+    ``data.discounted_price``): :func:`price_of` reads either."""
+    return ApiRequest("POST", path, {"model_id": check_model_id(model), "inputs": dict(inputs)})
+
+
+def price_of(data: Any) -> float | None:
+    """USD to be billed from either pricing reply: the discounted price when given, else the price."""
+    if not isinstance(data, dict):
+        return None
+    for key in ("discounted_price", "unit_price", "price"):
+        value = data.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return None
+
+
 def create_upload(filename: str, size: int, content_type: str | None) -> ApiRequest:
     body: dict[str, Any] = {"filename": filename, "size": size}
     if content_type:

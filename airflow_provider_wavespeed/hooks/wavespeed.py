@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook, mask_secret
 
 from airflow_provider_wavespeed.api import protocol
 from airflow_provider_wavespeed.api.client import (
@@ -36,14 +36,6 @@ _catalogues: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
 _catalogue_lock = threading.Lock()
 
 
-def _mask(secret: str) -> None:
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - Airflow 3.1 layout
-        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
-    mask_secret(secret)
-
-
 def _with_port(host: str, port: int) -> str:
     """Put the connection's port field into the host unless the host names a port itself."""
     scheme, sep, rest = host.rpartition("://")
@@ -67,8 +59,8 @@ def settings_from_connection(conn: Any, *, timeout: float, retry: RetryPolicy) -
         host = f"{conn.schema}://{host}"
     if host and conn.port:
         host = _with_port(host, int(conn.port))
-    _mask(key)
-    _mask(f"Bearer {key}")
+    mask_secret(key)
+    mask_secret(f"Bearer {key}")
     try:
         return ClientSettings(api_key=key, base_url=host or DEFAULT_BASE_URL, timeout=timeout, retry=retry)
     except WaveSpeedConfigError as exc:
@@ -119,7 +111,7 @@ class WaveSpeedHook(BaseHook):
 
     def _missing_connection(self, exc: Exception) -> Exception:
         """A clear error for an unknown conn id; any other lookup failure is passed on unchanged."""
-        if "isn't defined" in str(exc) or type(exc).__name__ == "AirflowNotFoundException":
+        if isinstance(exc, AirflowNotFoundException):
             return WaveSpeedConfigError(
                 f"connection {self.wavespeed_conn_id!r} is not defined: create it with conn type 'wavespeed' "
                 f"or set AIRFLOW_CONN_{self.wavespeed_conn_id.upper()}"
@@ -179,13 +171,18 @@ class WaveSpeedHook(BaseHook):
         *,
         webhook: str | None = None,
         claimed_ids: Iterable[str] | Callable[[], Iterable[str]] = (),
+        retry_rate_limits: bool = True,
     ) -> Prediction:
         """Submit one prediction (billed once; see ``WaveSpeedClient.submit_prediction``).
 
         :param claimed_ids: prediction ids known to be someone else's (or a callable asked when a lost
             reply is resolved), never adopted as this submit's.
+        :param retry_rate_limits: retry a rate-limited submit (429) with backoff; False raises
+            :class:`WaveSpeedRateLimitError` at once, for callers that wait elsewhere (the operators defer).
         """
-        return self.client.submit_prediction(model, inputs, webhook=webhook, claimed_ids=claimed_ids)
+        return self.client.submit_prediction(
+            model, inputs, webhook=webhook, claimed_ids=claimed_ids, retry_rate_limits=retry_rate_limits
+        )
 
     def get_prediction(self, prediction_id: str) -> Prediction:
         return self.client.get_prediction(prediction_id)
@@ -195,6 +192,11 @@ class WaveSpeedHook(BaseHook):
 
     def get_balance(self) -> float:
         return self.client.get_balance()
+
+    def quote(self, model: str, inputs: Mapping[str, Any]) -> float:
+        """The price in USD of one run of ``model`` with ``inputs`` (pass fully resolved inputs: a quote
+        with a price-driving input missing, e.g. the audio of an avatar model, understates the cost)."""
+        return self.client.quote(protocol.check_model_id(model), inputs)
 
     def list_predictions(self, **filters: Any) -> list[Prediction]:
         return self.client.list_predictions(**filters)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -11,8 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow.sdk import BaseOperator, BaseOperatorLink, Context
-from airflow.sdk.bases.xcom import BaseXCom
+from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, Context, XCom
 
 from airflow_provider_wavespeed.api.errors import (
     WaveSpeedAuthError,
@@ -20,6 +20,7 @@ from airflow_provider_wavespeed.api.errors import (
     WaveSpeedDownloadError,
     WaveSpeedError,
     WaveSpeedInputError,
+    WaveSpeedRateLimitError,
     WaveSpeedRequestError,
     WaveSpeedSubmitAmbiguousError,
 )
@@ -29,6 +30,7 @@ from airflow_provider_wavespeed.api.protocol import check_model_id, check_predic
 from airflow_provider_wavespeed.api.reconcile import UNKNOWN_SKEW_SECONDS, SubmitWindow, ambiguity_message, candidates
 from airflow_provider_wavespeed.api.retry import WaveSpeedIncompleteDownload
 from airflow_provider_wavespeed.assets import emit_output_events
+from airflow_provider_wavespeed.deferral import default_deferrable
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.outcomes import (
     AirflowFailException,
@@ -54,6 +56,11 @@ SETTLE_PAUSE_SECONDS = 5.0
 #: Submits in a row that may go unanswered (each resolved through the history) before the task gives up.
 MAX_UNANSWERED_SUBMITS = 3
 CONSOLE_MODEL_URL = "https://wavespeed.ai/models/{model}"
+#: The price quote (USD) of the task's prediction, None when no quote could be had.
+COST_XCOM_KEY = "wavespeed_cost_usd"
+#: Without a ``Retry-After``, the first pause after a rate-limited submit; it doubles per 429, capped.
+RATE_LIMIT_FIRST_PAUSE_SECONDS = 5.0
+RATE_LIMIT_MAX_PAUSE_SECONDS = 60.0
 
 
 def prediction_console_url(model: str, prediction_id: str) -> str:
@@ -66,7 +73,7 @@ class WaveSpeedPredictionLink(BaseOperatorLink):
     name = "WaveSpeed prediction"
 
     def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
-        return BaseXCom.get_value(ti_key=ti_key, key=LINK_XCOM_KEY) or ""
+        return XCom.get_value(ti_key=ti_key, key=LINK_XCOM_KEY) or ""
 
 
 def final_error(exc: WaveSpeedError, task_id: str) -> Exception:
@@ -84,10 +91,29 @@ def inputs_fingerprint(model: str, inputs: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def check_min_balance(value: float | None) -> float | None:
-    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
-        raise ValueError(f"min_balance must be a non-negative number of USD, got {value!r}")
-    return value
+def check_usd(name: str, value: float | None, *, positive: bool = False) -> float | None:
+    """``value`` when it is an amount of USD (None allowed); else a ValueError naming the parameter."""
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0 or (positive and value == 0):
+        kind = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{name} must be {kind} number of USD, got {value!r}")
+    return float(value)
+
+
+def check_seconds(name: str, value: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def rate_limit_pause(retry_after: float | None, earlier_429s: int) -> float:
+    """Seconds to wait after a 429: the API's ``Retry-After`` when it sends one (plus a little jitter),
+    else a doubling pause with full jitter, so a mapped batch does not retry in lockstep."""
+    if retry_after is not None:
+        return retry_after + random.uniform(0.0, 1.0)
+    ceiling = min(RATE_LIMIT_MAX_PAUSE_SECONDS, RATE_LIMIT_FIRST_PAUSE_SECONDS * 2**earlier_429s)
+    return random.uniform(ceiling / 2, ceiling)
 
 
 class WaveSpeedSubmitOperator(BaseOperator):
@@ -108,6 +134,13 @@ class WaveSpeedSubmitOperator(BaseOperator):
     :param min_balance: fail before submitting when the account balance (USD) is below this.
     :param media_conn_id: Airflow connection for object-storage media inputs, when not in the URI.
     :param webhook: optional HTTPS URL WaveSpeed calls when the prediction finishes (templated).
+    :param max_cost: fail before submitting when the price quote (USD) of the fully resolved inputs is
+        above this; when no quote can be had, fail closed. The quote is logged and pushed as XCom
+        ``wavespeed_cost_usd`` either way.
+    :param rate_limit_timeout: how long (seconds) a submit may keep being rate limited (HTTP 429: nothing
+        was created) before the task fails. The task waits in the triggerer meanwhile (deferrable) or sleeps.
+    :param deferrable: wait out rate limits in the triggerer instead of the worker (default: the
+        ``[operators] default_deferrable`` option, True when unset).
     """
 
     template_fields: Sequence[str] = ("model", "inputs", "webhook")
@@ -126,6 +159,9 @@ class WaveSpeedSubmitOperator(BaseOperator):
         min_balance: float | None = None,
         media_conn_id: str | None = None,
         webhook: str | None = None,
+        max_cost: float | None = None,
+        rate_limit_timeout: float = 3600.0,
+        deferrable: bool = default_deferrable(),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -134,9 +170,14 @@ class WaveSpeedSubmitOperator(BaseOperator):
         self.wavespeed_conn_id = wavespeed_conn_id
         self.validate_inputs = validate_inputs
         self.reuse_existing = reuse_existing
-        self.min_balance = check_min_balance(min_balance)
+        self.min_balance = check_usd("min_balance", min_balance)
         self.media_conn_id = media_conn_id
         self.webhook = webhook
+        self.max_cost = check_usd("max_cost", max_cost, positive=True)
+        self.rate_limit_timeout = check_seconds("rate_limit_timeout", rate_limit_timeout)
+        self.deferrable = deferrable
+        self.cost_usd: float | None = None
+        self._rate_limited: dict[str, Any] = {}
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -158,6 +199,11 @@ class WaveSpeedSubmitOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         return self.submit_or_reuse(context).id
 
+    def resume_after_rate_limit(self, context: Context, event: Any = None, rate_limited: Any = None) -> Any:
+        """Back from a deferred rate-limit pause: run ``execute`` again (it submits; nothing was created)."""
+        self._rate_limited = dict(rate_limited or {})
+        return self.execute(context)
+
     def submit_or_reuse(self, context: Context) -> Prediction:
         """The prediction for this task: reused from an earlier try, or submitted now (once)."""
         model, inputs = self._checked_arguments()
@@ -176,22 +222,96 @@ class WaveSpeedSubmitOperator(BaseOperator):
             if reused is not None:
                 self._announce(context, reused)
                 return reused
-            if self.validate_inputs:
-                unknown = self.hook.validate_inputs(model, inputs)
-                if unknown:
-                    self.log.warning("Model %s does not declare inputs %s; sending them anyway", model, unknown)
-            self._check_balance()
-            payload = self.hook.resolve_media_inputs(inputs, conn_id=self.media_conn_id)
-            prediction = self._submit(context, store, model, payload, fingerprint)
+            payload = self._payload_and_cost(model, inputs, fingerprint)
+            prediction = self._submit_when_allowed(context, store, model, payload, fingerprint)
         except WaveSpeedError as exc:
             raise final_error(exc, self.task_id) from None
         except FileNotFoundError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from None
         if store is not None:
-            store.set(STATE_KEY, {"id": prediction.id, "model": model, "fingerprint": fingerprint})
+            store.set(
+                STATE_KEY, {"id": prediction.id, "model": model, "fingerprint": fingerprint, "cost_usd": self.cost_usd}
+            )
         self.log.info("Submitted prediction %s to %s (status %s)", prediction.id, model, prediction.status)
         self._announce(context, prediction)
         return prediction
+
+    def _payload_and_cost(self, model: str, inputs: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+        """Checked, uploaded and priced inputs, ready to submit (after a rate-limit pause: as they were)."""
+        earlier = self._rate_limited
+        if earlier.get("fingerprint") == fingerprint and isinstance(earlier.get("payload"), dict):
+            self.cost_usd = earlier.get("cost_usd")
+            return dict(earlier["payload"])
+        if self.validate_inputs:
+            unknown = self.hook.validate_inputs(model, inputs)
+            if unknown:
+                self.log.warning("Model %s does not declare inputs %s; sending them anyway", model, unknown)
+        self._check_balance()
+        payload = self.hook.resolve_media_inputs(inputs, conn_id=self.media_conn_id)
+        self.cost_usd = self._quote(model, payload)
+        return payload
+
+    def _quote(self, model: str, payload: dict[str, Any]) -> float | None:
+        """The price of this prediction; above ``max_cost``, or unknown with ``max_cost`` set: fail, unbilled."""
+        try:
+            cost = self.hook.quote(model, payload)
+        except WaveSpeedError as exc:
+            if self.max_cost is not None:
+                raise AirflowFailException(
+                    f"{self.task_id}: max_cost is {self.max_cost:.2f} USD but no price quote for {model} could be "
+                    f"had ({exc}); nothing was submitted. Retry later, or unset max_cost to submit unquoted."
+                ) from None
+            self.log.warning("No price quote for %s (%s); submitting without one", model, exc)
+            return None
+        if self.max_cost is not None and cost > self.max_cost:
+            raise AirflowFailException(
+                f"{self.task_id}: the price quote for {model} is {cost:.4f} USD, above max_cost "
+                f"{self.max_cost:.4f} USD; nothing was submitted. Raise max_cost or change the inputs."
+            )
+        limit = f" (max_cost {self.max_cost:.4f} USD)" if self.max_cost is not None else ""
+        self.log.info("Price quote for %s: %.4f USD%s", model, cost, limit)
+        return cost
+
+    def _submit_when_allowed(
+        self, context: Context, store: Any, model: str, payload: dict[str, Any], fingerprint: str
+    ) -> Prediction:
+        """Submit; a rate-limited submit (429: nothing was created) waits and submits again, within bounds."""
+        state = self._rate_limited
+        while True:
+            try:
+                return self._submit(context, store, model, payload, fingerprint)
+            except WaveSpeedRateLimitError as exc:
+                now = time.time()
+                since = float(state.get("since") or now)
+                count = int(state.get("count") or 0)
+                if now - since >= self.rate_limit_timeout:
+                    raise AirflowFailException(
+                        f"{self.task_id}: submits to {model} were rate limited for {now - since:.0f} s "
+                        f"(rate_limit_timeout {self.rate_limit_timeout:.0f} s); nothing was created. The account's "
+                        "per-minute limit is lower than this batch needs: lower the pool or max_active_tis_per_dagrun, "
+                        "raise rate_limit_timeout, or upgrade the account level."
+                    ) from None
+                pause = min(rate_limit_pause(exc.retry_after, count), since + self.rate_limit_timeout - now)
+                state = {"since": since, "count": count + 1}
+                self.log.warning(
+                    "Submit to %s was rate limited (429, nothing was created; %d so far): submitting again in %.0f s",
+                    model,
+                    count + 1,
+                    pause,
+                )
+                if self.deferrable:
+                    self._defer_for_rate_limit(pause, {**state, "fingerprint": fingerprint, "payload": payload})
+                time.sleep(pause)
+
+    def _defer_for_rate_limit(self, pause: float, state: dict[str, Any]) -> None:
+        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+        state["cost_usd"] = self.cost_usd
+        self.defer(
+            trigger=TimeDeltaTrigger(timedelta(seconds=pause)),
+            method_name="resume_after_rate_limit",
+            kwargs={"rate_limited": state},
+        )
 
     def _submit(
         self, context: Context, store: Any, model: str, payload: dict[str, Any], fingerprint: str
@@ -203,7 +323,13 @@ class WaveSpeedSubmitOperator(BaseOperator):
         """
         for _ in range(MAX_UNANSWERED_SUBMITS):
             try:
-                return self.hook.submit(model, payload, webhook=self.webhook, claimed_ids=lambda: self._claims(context))
+                return self.hook.submit(
+                    model,
+                    payload,
+                    webhook=self.webhook,
+                    claimed_ids=lambda: self._claims(context),
+                    retry_rate_limits=False,
+                )
             except WaveSpeedSubmitAmbiguousError as exc:
                 if exc.window is None:
                     raise
@@ -302,6 +428,7 @@ class WaveSpeedSubmitOperator(BaseOperator):
 
     def _reusable_prediction(self, saved: dict[str, Any]) -> Prediction | None:
         previous = self.hook.get_prediction(str(saved["id"]))
+        self.cost_usd = saved.get("cost_usd")
         if previous.status in TERMINAL_FAILURE_STATUSES:
             self.log.warning("Prediction %s of an earlier try ended %s; submitting anew", previous.id, previous.status)
             return None
@@ -351,6 +478,7 @@ class WaveSpeedSubmitOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key=CLAIM_XCOM_KEY, value=prediction.id)
         ti.xcom_push(key=LINK_XCOM_KEY, value=prediction_console_url(prediction.model or self.model, prediction.id))
+        ti.xcom_push(key=COST_XCOM_KEY, value=self.cost_usd)
 
 
 class _StoresOutputs:
@@ -491,10 +619,15 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
     Takes every parameter of :class:`WaveSpeedSubmitOperator` and of
     :class:`WaveSpeedDownloadOperator` (except ``prediction_id``), plus:
 
-    :param deferrable: wait in the triggerer (default) instead of the worker.
+    :param deferrable: wait (and wait out rate limits) in the triggerer instead of the worker (default: the
+        ``[operators] default_deferrable`` option, True when unset).
     :param wait_timeout: give up waiting after this many seconds (default 3 hours).
+    :param queue_timeout: a prediction still queued (``created``: the account's concurrency is full) when
+        ``wait_timeout`` passes is waited for this much longer (default 1 hour): it is waiting, not stuck.
     :param poll_interval: shortest pause between polls (default 2 s images, 5 s video).
     :param max_poll_interval: longest pause between polls.
+
+    The return value also carries ``cost_usd``, the price quote of the prediction (None when unknown).
     """
 
     template_fields: Sequence[str] = ("model", "inputs", "webhook", "destination", "filename")
@@ -508,8 +641,8 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         nsfw_policy: str = "keep",
         max_concurrency: int = 4,
         asset_alias: str | None = None,
-        deferrable: bool = True,
         wait_timeout: float = 3 * 3600,
+        queue_timeout: float = 3600.0,
         poll_interval: float | None = None,
         max_poll_interval: float = 60.0,
         **kwargs: Any,
@@ -517,10 +650,8 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         super().__init__(**kwargs)
         self._init_storage(destination, filename, destination_conn_id, nsfw_policy, max_concurrency, asset_alias)
         self.outlets = self._alias_outlets(self.outlets)
-        self.deferrable = deferrable
-        if wait_timeout <= 0:
-            raise ValueError(f"wait_timeout must be > 0 seconds, got {wait_timeout}")
-        self.wait_timeout = wait_timeout
+        self.wait_timeout = check_seconds("wait_timeout", wait_timeout)
+        self.queue_timeout = check_seconds("queue_timeout", queue_timeout)
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
 
@@ -537,6 +668,7 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
             model=prediction.model,
+            queue_grace=self.queue_timeout,
         )
         if not self.deferrable:
             return self._finish(context, self._wait_in_worker(trigger))
@@ -544,7 +676,8 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.wait_timeout) + DEFER_TIMEOUT_GRACE,
+            kwargs={"cost_usd": self.cost_usd},
+            timeout=timedelta(seconds=self.wait_timeout + self.queue_timeout) + DEFER_TIMEOUT_GRACE,
         )
 
     def _wait_in_worker(self, trigger: WaveSpeedPredictionTrigger) -> Prediction:
@@ -556,11 +689,15 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
             if prediction.is_terminal:
                 return prediction
             now = time.time()
-            if now >= trigger.deadline:
+            deadline = trigger.deadline_for(prediction.status)
+            if now >= deadline:
                 raise deadline_failure(prediction.id, prediction.status, now - trigger.started_at)
-            time.sleep(min(schedule.next_interval(now - trigger.started_at), trigger.deadline - now))
+            time.sleep(min(schedule.next_interval(now - trigger.started_at), deadline - now))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, cost_usd: float | None = None
+    ) -> Any:
+        self.cost_usd = cost_usd
         return self._finish(context, prediction_from_event(event, self.task_id))
 
     def _finish(self, context: Context, prediction: Prediction) -> dict[str, Any]:
@@ -570,4 +707,5 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
             "model": prediction.model,
             "outputs": stored,
             "timings": prediction.raw.get("timings") or {},
+            "cost_usd": self.cost_usd,
         }

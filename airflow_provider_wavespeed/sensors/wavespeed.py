@@ -8,11 +8,11 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, Context
-from airflow.sdk.bases.sensor import PokeReturnValue
+from airflow.providers.common.compat.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from airflow_provider_wavespeed.api.errors import WaveSpeedError
 from airflow_provider_wavespeed.api.protocol import check_prediction_id
+from airflow_provider_wavespeed.deferral import default_deferrable
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.outcomes import (
     AirflowFailException,
@@ -42,6 +42,8 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
     :param nsfw_policy: what to do when ``has_nsfw_contents`` flags outputs: ``keep`` (warn),
         ``skip`` (warn; the download operator skips them) or ``fail``.
     :param timeout: give up after this many seconds (also enforced while deferred).
+    :param queue_timeout: a prediction still queued (``created``: the account's concurrency is full)
+        when ``timeout`` passes is waited for this much longer while deferred (default 1 hour).
     """
 
     template_fields: Sequence[str] = ("prediction_id",)
@@ -52,11 +54,12 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         *,
         prediction_id: str,
         wavespeed_conn_id: str = WaveSpeedHook.default_conn_name,
-        deferrable: bool = True,
+        deferrable: bool = default_deferrable(),
         poll_interval: float | None = None,
         max_poll_interval: float = 60.0,
         nsfw_policy: str = "keep",
         poke_interval: float = 5.0,
+        queue_timeout: float = 3600.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -66,6 +69,9 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.nsfw_policy = check_nsfw_policy(nsfw_policy)
+        if not isinstance(queue_timeout, int | float) or isinstance(queue_timeout, bool) or queue_timeout < 0:
+            raise ValueError(f"queue_timeout must be a non-negative number of seconds, got {queue_timeout!r}")
+        self.queue_timeout = float(queue_timeout)
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -95,9 +101,10 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 model=prediction.model,
+                queue_grace=self.queue_timeout,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + DEFER_TIMEOUT_GRACE,
+            timeout=timedelta(seconds=self.timeout + self.queue_timeout) + DEFER_TIMEOUT_GRACE,
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:

@@ -15,7 +15,7 @@ from airflow_provider_wavespeed.api.errors import (
     WaveSpeedError,
     WaveSpeedRequestError,
 )
-from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.models import Prediction, PredictionStatus
 from airflow_provider_wavespeed.api.polling import PollSchedule, default_min_interval
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 
@@ -41,6 +41,8 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
     :param poll_interval: shortest pause between polls (default 2 s for images, 5 s for video models).
     :param max_poll_interval: longest pause between polls.
     :param model: the prediction's model id, used to pick the default ``poll_interval``.
+    :param queue_grace: seconds past ``deadline`` that a prediction still queued (``created``: the
+        account's concurrency limit is full) is waited for; it is waiting, not stuck.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         max_poll_interval: float = 60.0,
         model: str = "",
         request_timeout: float = 30.0,
+        queue_grace: float = 0.0,
     ) -> None:
         super().__init__()
         self.prediction_id = prediction_id
@@ -64,6 +67,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         self.max_poll_interval = max_poll_interval
         self.model = model
         self.request_timeout = request_timeout
+        self.queue_grace = queue_grace
         # Time source and pause; tests replace them. Not serialized: a re-created trigger uses the real ones.
         self.clock: Callable[[], float] = time.time
         self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
@@ -80,8 +84,15 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
                 "max_poll_interval": self.max_poll_interval,
                 "model": self.model,
                 "request_timeout": self.request_timeout,
+                "queue_grace": self.queue_grace,
             },
         )
+
+    def deadline_for(self, status: str) -> float:
+        """When to give up on a prediction last seen in ``status``: later while it is queued."""
+        if self.deadline is None:
+            return float("inf")
+        return self.deadline + (self.queue_grace if status == PredictionStatus.CREATED else 0.0)
 
     def _schedule(self, model: str) -> PollSchedule:
         minimum = self.poll_interval if self.poll_interval is not None else default_min_interval(model)
@@ -124,10 +135,9 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
                     yield self._event(EVENT_TERMINAL, status=prediction.status, prediction=prediction.to_dict())
                     return
             now = self.clock()
-            if self.deadline is not None and now >= self.deadline:
+            deadline = self.deadline_for(last_status)
+            if now >= deadline:
                 yield self._event(EVENT_DEADLINE, status=last_status, waited=now - self.started_at)
                 return
-            pause = schedule.next_interval(now - self.started_at)
-            if self.deadline is not None:
-                pause = min(pause, max(0.0, self.deadline - now))
+            pause = min(schedule.next_interval(now - self.started_at), max(0.0, deadline - now))
             await self.sleep(pause)
