@@ -104,6 +104,7 @@ async def submit(ctx: AppContext, request: Request, model_id: str) -> Response:
         )
     config = ctx.config
     key, now = _api_key(request), ctx.state.now()
+    ctx.submit_window.seconds = config.submit_window_seconds
     wait = ctx.submit_window.retry_after(key, now, config.submits_per_minute)
     if wait is not None:
         ctx.stats.submits_rate_limited += 1

@@ -81,6 +81,8 @@ class EmulatorConfig:
     sync_window_seconds: float = 90.0
     #: 0 = off; otherwise accepted submits per API key in any 60 s window; more get 429.
     submits_per_minute: int = 0
+    #: The length of that "minute" in seconds (60 like the API; tests shorten it).
+    submit_window_seconds: float = 60.0
     #: The docs name no ``Retry-After`` on a 429: the emulator sends one only when this is true.
     submit_limit_retry_after: bool = False
     #: 0 = off; otherwise predictions running at once. Those over the limit stay ``created`` until a
@@ -123,6 +125,7 @@ _FLOAT_FIELDS = {
     "latency_seconds",
     "balance",
     "sync_window_seconds",
+    "submit_window_seconds",
     "webhook_retry_seconds",
     "webhook_timeout_seconds",
 }

@@ -35,10 +35,12 @@ class SubmitWindow:
     """Accepted submits per API key in the last minute (a sliding window on the emulator's clock)."""
 
     _times: dict[str, deque[float]] = field(default_factory=dict)
+    #: Length of the window; tests shorten "a minute" to keep a rate-limited batch quick.
+    seconds: float = WINDOW_SECONDS
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._times.setdefault(key, deque())
-        while times and times[0] <= now - WINDOW_SECONDS:  # bounded by the deque's length
+        while times and times[0] <= now - self.seconds:  # bounded by the deque's length
             times.popleft()
         return times
 
@@ -49,7 +51,7 @@ class SubmitWindow:
         times = self._recent(key, now)
         if len(times) < per_minute:
             return None
-        return max(0.0, times[-per_minute] + WINDOW_SECONDS - now)
+        return max(0.0, times[-per_minute] + self.seconds - now)
 
     def record(self, key: str, now: float) -> None:
         self._recent(key, now).append(now)

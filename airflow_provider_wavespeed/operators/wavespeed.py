@@ -1,4 +1,4 @@
-"""WaveSpeedSubmitOperator, WaveSpeedDownloadOperator, WaveSpeedRunOperator and the prediction extra link."""
+"""WaveSpeedSubmitOperator, WaveSpeedBudgetOperator, WaveSpeedDownloadOperator, WaveSpeedRunOperator, the extra link."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,11 @@ MAX_UNANSWERED_SUBMITS = 3
 CONSOLE_MODEL_URL = "https://wavespeed.ai/models/{model}"
 #: The price quote (USD) of the task's prediction, None when no quote could be had.
 COST_XCOM_KEY = "wavespeed_cost_usd"
+#: WaveSpeedBudgetOperator: the quote of every item, in batch order, and their total (USD).
+BATCH_QUOTES_XCOM_KEY = "wavespeed_quotes"
+#: A task waiting out a rate limit: since when, how many 429s, and the priced inputs to submit on resume.
+RATE_LIMITED_XCOM_KEY = "wavespeed_rate_limited"
+BATCH_TOTAL_XCOM_KEY = "wavespeed_total_cost_usd"
 #: Without a ``Retry-After``, the first pause after a rate-limited submit; it doubles per 429, capped.
 RATE_LIMIT_FIRST_PAUSE_SECONDS = 5.0
 RATE_LIMIT_MAX_PAUSE_SECONDS = 60.0
@@ -199,9 +205,10 @@ class WaveSpeedSubmitOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         return self.submit_or_reuse(context).id
 
-    def resume_after_rate_limit(self, context: Context, event: Any = None, rate_limited: Any = None) -> Any:
+    def resume_after_rate_limit(self, context: Context, event: Any = None) -> Any:
         """Back from a deferred rate-limit pause: run ``execute`` again (it submits; nothing was created)."""
-        self._rate_limited = dict(rate_limited or {})
+        saved = own_xcom(context, self.task_id, RATE_LIMITED_XCOM_KEY)
+        self._rate_limited = dict(saved) if isinstance(saved, dict) else {}
         return self.execute(context)
 
     def submit_or_reuse(self, context: Context) -> Prediction:
@@ -300,18 +307,18 @@ class WaveSpeedSubmitOperator(BaseOperator):
                     pause,
                 )
                 if self.deferrable:
-                    self._defer_for_rate_limit(pause, {**state, "fingerprint": fingerprint, "payload": payload})
+                    self._defer_for_rate_limit(
+                        context, pause, {**state, "fingerprint": fingerprint, "payload": payload}
+                    )
                 time.sleep(pause)
 
-    def _defer_for_rate_limit(self, pause: float, state: dict[str, Any]) -> None:
-        from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+    def _defer_for_rate_limit(self, context: Context, pause: float, state: dict[str, Any]) -> None:
+        from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
 
         state["cost_usd"] = self.cost_usd
-        self.defer(
-            trigger=TimeDeltaTrigger(timedelta(seconds=pause)),
-            method_name="resume_after_rate_limit",
-            kwargs={"rate_limited": state},
-        )
+        # XCom, not the deferral's kwargs: they outlive the deferral within this try, in dag.test() too.
+        context["ti"].xcom_push(key=RATE_LIMITED_XCOM_KEY, value=state)
+        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=pause)), method_name="resume_after_rate_limit")
 
     def _submit(
         self, context: Context, store: Any, model: str, payload: dict[str, Any], fingerprint: str
@@ -479,6 +486,137 @@ class WaveSpeedSubmitOperator(BaseOperator):
         ti.xcom_push(key=CLAIM_XCOM_KEY, value=prediction.id)
         ti.xcom_push(key=LINK_XCOM_KEY, value=prediction_console_url(prediction.model or self.model, prediction.id))
         ti.xcom_push(key=COST_XCOM_KEY, value=self.cost_usd)
+
+
+class WaveSpeedBudgetOperator(BaseOperator):
+    """
+    Quote every item of a batch and fail, before anything is submitted, when the total is over budget.
+
+    Put it in front of a mapped submit or run task: ``WaveSpeedRunOperator.partial(...).expand(
+    inputs=budget.output)`` fans out only behind the gate. Returns ``batch`` unchanged; the per-item
+    quotes and the total (USD) are logged and pushed as XComs ``wavespeed_quotes`` and
+    ``wavespeed_total_cost_usd``. Items are checked against the model's schema first, and quoted with
+    their media inputs resolved (local files uploaded), as they will be submitted. When any item
+    cannot be quoted the gate stays closed.
+
+    :param model: model id every item runs on (templated).
+    :param batch: list of input dicts, one per prediction (templated; an ``XComArg`` works).
+    :param max_total_cost: the most the whole batch may cost, in USD.
+    :param wavespeed_conn_id: connection holding the API key.
+    :param validate_inputs: check every item against the model's schema before quoting.
+    :param media_conn_id: Airflow connection for object-storage media inputs, when not in the URI.
+    :param max_concurrency: quotes requested at once.
+    """
+
+    template_fields: Sequence[str] = ("model", "batch")
+    template_fields_renderers = {"batch": "json"}
+    ui_color = "#fdf2d0"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        batch: Any,
+        max_total_cost: float,
+        wavespeed_conn_id: str = WaveSpeedHook.default_conn_name,
+        validate_inputs: bool = True,
+        media_conn_id: str | None = None,
+        max_concurrency: int = 8,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.batch = batch
+        self.max_total_cost = check_usd("max_total_cost", max_total_cost, positive=True)
+        self.wavespeed_conn_id = wavespeed_conn_id
+        self.validate_inputs = validate_inputs
+        self.media_conn_id = media_conn_id
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
+
+    @cached_property
+    def hook(self) -> WaveSpeedHook:
+        return WaveSpeedHook(self.wavespeed_conn_id)
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        try:
+            model = check_model_id(self.model)
+        except WaveSpeedError as exc:
+            raise final_error(exc, self.task_id) from None
+        items = self._items()
+        if self.validate_inputs:
+            self._validate(model, items)
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(len(items), 1))) as pool:
+            futures = [pool.submit(self._quote, model, item) for item in items]
+            quotes = [future.result() for future in futures]
+        total = round(sum(quotes), 6)
+        ti = context["ti"]
+        ti.xcom_push(key=BATCH_QUOTES_XCOM_KEY, value=quotes)
+        ti.xcom_push(key=BATCH_TOTAL_XCOM_KEY, value=total)
+        assert self.max_total_cost is not None
+        if total > self.max_total_cost:
+            priciest = sorted(range(len(items)), key=lambda i: quotes[i], reverse=True)[:3]
+            listed = "; ".join(f"item {i}: {quotes[i]:.4f} USD {_short(items[i])}" for i in priciest)
+            raise AirflowFailException(
+                f"{self.task_id}: the {len(items)} items of this batch would cost {total:.4f} USD on {model}, "
+                f"above max_total_cost {self.max_total_cost:.4f} USD; nothing was submitted. Most expensive: "
+                f"{listed}. Check the batch (a duplicated or runaway input list?) or raise max_total_cost."
+            )
+        self.log.info(
+            "Batch of %d items on %s quoted at %.4f USD in total (max_total_cost %.4f USD): within budget",
+            len(items),
+            model,
+            total,
+            self.max_total_cost,
+        )
+        return items
+
+    def _items(self) -> list[dict[str, Any]]:
+        batch = self.batch
+        if isinstance(batch, Mapping | str | bytes) or not isinstance(batch, Sequence):
+            raise AirflowFailException(
+                f"{self.task_id}: batch must be a list of input dicts (one per prediction), got {type(batch).__name__}"
+            )
+        bad = [i for i, item in enumerate(batch) if not isinstance(item, Mapping)]
+        if bad:
+            raise AirflowFailException(
+                f"{self.task_id}: batch items {bad[:10]} are not dicts of model inputs; each item is one prediction's "
+                "inputs"
+            )
+        return [dict(item) for item in batch]
+
+    def _validate(self, model: str, items: list[dict[str, Any]]) -> None:
+        problems: list[str] = []
+        for index, item in enumerate(items):
+            try:
+                self.hook.validate_inputs(model, item)
+            except WaveSpeedInputError as exc:
+                problems.extend(f"item {index}: {problem}" for problem in exc.problems)
+            except WaveSpeedError as exc:
+                raise final_error(exc, self.task_id) from None
+        if problems:
+            raise final_error(WaveSpeedInputError(model, problems), self.task_id)
+
+    def _quote(self, model: str, item: dict[str, Any]) -> float:
+        try:
+            return self.hook.quote(model, self.hook.resolve_media_inputs(item, conn_id=self.media_conn_id))
+        except (WaveSpeedError, FileNotFoundError) as exc:
+            raise AirflowFailException(
+                f"{self.task_id}: no price quote for an item of this batch on {model} ({exc}); the budget cannot "
+                "be checked, so nothing will be submitted. Retry later, or remove the budget gate knowingly."
+            ) from None
+
+
+def own_xcom(context: Context, task_id: str, key: str) -> Any:
+    """An XCom this task instance pushed earlier in the same try (before it deferred)."""
+    ti = context["ti"]
+    return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=ti.map_index)
+
+
+def _short(item: Mapping[str, Any], limit: int = 120) -> str:
+    text = json.dumps(item, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _StoresOutputs:
@@ -676,7 +814,6 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
-            kwargs={"cost_usd": self.cost_usd},
             timeout=timedelta(seconds=self.wait_timeout + self.queue_timeout) + DEFER_TIMEOUT_GRACE,
         )
 
@@ -694,10 +831,8 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
                 raise deadline_failure(prediction.id, prediction.status, now - trigger.started_at)
             time.sleep(min(schedule.next_interval(now - trigger.started_at), deadline - now))
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, cost_usd: float | None = None
-    ) -> Any:
-        self.cost_usd = cost_usd
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        self.cost_usd = own_xcom(context, self.task_id, COST_XCOM_KEY)
         return self._finish(context, prediction_from_event(event, self.task_id))
 
     def _finish(self, context: Context, prediction: Prediction) -> dict[str, Any]:
