@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from airflow_provider_wavespeed.storage import local_path
+from airflow_provider_wavespeed.destinations import local_path
 
 PASS_THROUGH_SCHEMES = ("http://", "https://", "data:")
 

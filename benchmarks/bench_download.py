@@ -49,8 +49,8 @@ def worker(payload: str) -> None:
     cfg = json.loads(payload)
     from airflow_provider_wavespeed.api.client import ClientSettings, WaveSpeedClient
     from airflow_provider_wavespeed.api.models import Prediction
-    from airflow_provider_wavespeed.outputs import store_outputs
-    from airflow_provider_wavespeed.storage import Destination
+    from airflow_provider_wavespeed.destinations import Destination
+    from airflow_provider_wavespeed.output_downloads import store_outputs
 
     client = WaveSpeedClient(ClientSettings(api_key=cfg["api_key"], base_url=cfg["base_url"]))
     prediction = Prediction.from_api(cfg["prediction"])

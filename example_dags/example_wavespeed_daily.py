@@ -1,7 +1,8 @@
 """A scheduled content pipeline: every morning, a fresh thumbnail per topic, stored by date.
 
 Runs ``@daily``; each run renders into its own dated folder (``run_after`` exists on every run,
-scheduled or triggered). ``min_balance`` stops the run before spending when the account is low.
+scheduled or triggered). ``min_balance`` stops the run before spending when the account is low, and
+``max_cost`` refuses any thumbnail whose price quote is above 5 cents, before it is billed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ with DAG(
         model="wavespeed-ai/flux-dev",
         destination=OUTPUT_ROOT + "/daily/{{ dag_run.run_after | ds }}",
         min_balance=1.0,
+        max_cost=0.05,
         retries=2,
     ).expand_kwargs(
         [

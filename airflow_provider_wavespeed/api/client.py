@@ -186,10 +186,6 @@ class WaveSpeedClient:
         data = self.call(protocol.list_predictions(**filters)) or {}
         return [Prediction.from_api(item) for item in data.get("items") or [] if isinstance(item, dict)]
 
-    def delete_predictions(self, ids: Iterable[str]) -> int:
-        data = self.call(protocol.delete_predictions(list(ids))) or {}
-        return int(data.get("deleted_count", 0))
-
     def submit_prediction(
         self,
         model: str,

@@ -21,8 +21,9 @@ from airflow_provider_wavespeed.api import protocol
 from airflow_provider_wavespeed.api.errors import (
     WaveSpeedConnectionError,
     WaveSpeedDownloadError,
+    WaveSpeedIncompleteDownload,
 )
-from airflow_provider_wavespeed.api.retry import RetryPolicy, WaveSpeedIncompleteDownload
+from airflow_provider_wavespeed.api.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +135,13 @@ def download(
     retry.retrying()(transfer.attempt, progress)
     log.debug("Downloaded %s (%d bytes) in %.2f s", transfer.path, transfer.offset, time.monotonic() - started)
     return DownloadResult(url, transfer.offset, transfer.content_type, transfer.resumed, transfer.restarted)
+
+
+def remote_size(http: httpx.Client, url: str) -> int | None:
+    """The size a plain GET of ``url`` would send (HEAD ``Content-Length``), or None when not known."""
+    try:
+        reply = http.head(url, headers={"Accept-Encoding": "identity"})
+    except httpx.HTTPError:
+        return None
+    length = reply.headers.get("content-length", "")
+    return int(length) if reply.status_code == 200 and length.isdigit() else None

@@ -135,6 +135,10 @@ class WaveSpeedDownloadError(WaveSpeedError):
     """An output could not be stored completely."""
 
 
+class WaveSpeedIncompleteDownload(WaveSpeedDownloadError):
+    """The connection ended before the announced number of bytes arrived: resumable, retry-safe."""
+
+
 class WaveSpeedWebhookError(WaveSpeedError, ValueError):
     """A received webhook failed verification (format, signature or replay window): do not trust its body."""
 

@@ -10,7 +10,7 @@ import email.utils
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,10 +91,6 @@ def list_predictions(
         if value is not None:
             body[key] = value
     return ApiRequest("POST", f"{API_PREFIX}/predictions", body)
-
-
-def delete_predictions(ids: Sequence[str]) -> ApiRequest:
-    return ApiRequest("POST", f"{API_PREFIX}/predictions/delete", {"ids": [check_prediction_id(i) for i in ids]})
 
 
 def get_balance() -> ApiRequest:

@@ -16,16 +16,12 @@ import tenacity
 
 from airflow_provider_wavespeed.api.errors import (
     WaveSpeedConnectionError,
-    WaveSpeedDownloadError,
+    WaveSpeedIncompleteDownload,
     WaveSpeedRateLimitError,
     WaveSpeedServerError,
 )
 
 log = logging.getLogger(__name__)
-
-
-class WaveSpeedIncompleteDownload(WaveSpeedDownloadError):
-    """The connection ended before the announced number of bytes arrived: resumable, retry-safe."""
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -87,6 +83,3 @@ class RetryPolicy:
 
     def async_retrying(self) -> tenacity.AsyncRetrying:
         return tenacity.AsyncRetrying(**self._kwargs())
-
-
-NO_RETRY = RetryPolicy(max_attempts=1)

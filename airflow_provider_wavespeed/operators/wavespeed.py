@@ -16,34 +16,30 @@ from urllib.parse import quote
 from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, Context, XCom
 
 from airflow_provider_wavespeed.api.errors import (
-    WaveSpeedAuthError,
-    WaveSpeedConfigError,
-    WaveSpeedDownloadError,
     WaveSpeedError,
     WaveSpeedInputError,
     WaveSpeedRateLimitError,
-    WaveSpeedRequestError,
     WaveSpeedSubmitAmbiguousError,
 )
 from airflow_provider_wavespeed.api.models import TERMINAL_FAILURE_STATUSES, Prediction
 from airflow_provider_wavespeed.api.polling import PollSchedule, default_min_interval
 from airflow_provider_wavespeed.api.protocol import check_model_id, check_prediction_id
 from airflow_provider_wavespeed.api.reconcile import UNKNOWN_SKEW_SECONDS, SubmitWindow, ambiguity_message, candidates
-from airflow_provider_wavespeed.api.retry import WaveSpeedIncompleteDownload
 from airflow_provider_wavespeed.assets import emit_output_events
 from airflow_provider_wavespeed.deferral import default_deferrable
+from airflow_provider_wavespeed.destinations import Destination
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
-from airflow_provider_wavespeed.outcomes import (
+from airflow_provider_wavespeed.output_downloads import store_outputs
+from airflow_provider_wavespeed.sensors.wavespeed import DEFER_TIMEOUT_GRACE
+from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
     check_nsfw_policy,
     completed_result,
     deadline_failure,
+    final_error,
     flagged_outputs,
     prediction_from_event,
 )
-from airflow_provider_wavespeed.outputs import store_outputs
-from airflow_provider_wavespeed.sensors.wavespeed import DEFER_TIMEOUT_GRACE
-from airflow_provider_wavespeed.storage import Destination
 from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
 
 LINK_XCOM_KEY = "wavespeed_prediction_url"
@@ -64,9 +60,13 @@ BATCH_QUOTES_XCOM_KEY = "wavespeed_quotes"
 #: A task waiting out a rate limit: since when, how many 429s, and the priced inputs to submit on resume.
 RATE_LIMITED_XCOM_KEY = "wavespeed_rate_limited"
 BATCH_TOTAL_XCOM_KEY = "wavespeed_total_cost_usd"
-#: Without a ``Retry-After``, the first pause after a rate-limited submit; it doubles per 429, capped.
-RATE_LIMIT_FIRST_PAUSE_SECONDS = 5.0
-RATE_LIMIT_MAX_PAUSE_SECONDS = 60.0
+#: The shortest pause after a rate-limited submit. Deferring for less races Airflow itself: the worker
+#: that deferred takes a few seconds to exit, and a task resumed before the scheduler has seen that
+#: exit is marked failed ("task state changed externally", seen on Airflow 3.1 and 3.3).
+RATE_LIMIT_MIN_PAUSE_SECONDS = 15.0
+#: Without a ``Retry-After``, the jitter on top of that minimum: up to this much, doubling per 429.
+RATE_LIMIT_FIRST_JITTER_SECONDS = 10.0
+RATE_LIMIT_MAX_PAUSE_SECONDS = 90.0
 
 
 def prediction_console_url(model: str, prediction_id: str) -> str:
@@ -80,16 +80,6 @@ class WaveSpeedPredictionLink(BaseOperatorLink):
 
     def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
         return XCom.get_value(ti_key=ti_key, key=LINK_XCOM_KEY) or ""
-
-
-def final_error(exc: WaveSpeedError, task_id: str) -> Exception:
-    """Errors a task retry cannot fix fail at once (no retry, nothing billed); the rest stay retryable."""
-    if isinstance(exc, WaveSpeedIncompleteDownload):
-        return exc
-    final = WaveSpeedInputError | WaveSpeedConfigError | WaveSpeedAuthError | WaveSpeedRequestError
-    if isinstance(exc, final | WaveSpeedDownloadError):
-        return AirflowFailException(f"{task_id}: {exc}")
-    return exc
 
 
 def inputs_fingerprint(model: str, inputs: Mapping[str, Any]) -> str:
@@ -114,12 +104,12 @@ def check_seconds(name: str, value: float) -> float:
 
 
 def rate_limit_pause(retry_after: float | None, earlier_429s: int) -> float:
-    """Seconds to wait after a 429: the API's ``Retry-After`` when it sends one (plus a little jitter),
-    else a doubling pause with full jitter, so a mapped batch does not retry in lockstep."""
+    """Seconds to wait after a 429: the API's ``Retry-After`` when it sends one, else the minimum plus
+    a jitter that doubles with each 429, so a mapped batch does not retry in lockstep."""
     if retry_after is not None:
-        return retry_after + random.uniform(0.0, 1.0)
-    ceiling = min(RATE_LIMIT_MAX_PAUSE_SECONDS, RATE_LIMIT_FIRST_PAUSE_SECONDS * 2**earlier_429s)
-    return random.uniform(ceiling / 2, ceiling)
+        return max(retry_after, RATE_LIMIT_MIN_PAUSE_SECONDS) + random.uniform(0.0, 1.0)
+    jitter = RATE_LIMIT_FIRST_JITTER_SECONDS * 2 ** min(earlier_429s, 8)
+    return min(RATE_LIMIT_MAX_PAUSE_SECONDS, RATE_LIMIT_MIN_PAUSE_SECONDS + random.uniform(0.0, jitter))
 
 
 class WaveSpeedSubmitOperator(BaseOperator):
@@ -501,14 +491,14 @@ class WaveSpeedBudgetOperator(BaseOperator):
 
     :param model: model id every item runs on (templated).
     :param batch: list of input dicts, one per prediction (templated; an ``XComArg`` works).
-    :param max_total_cost: the most the whole batch may cost, in USD.
+    :param max_total_cost: the most the whole batch may cost, in USD (templated, e.g. from a param).
     :param wavespeed_conn_id: connection holding the API key.
     :param validate_inputs: check every item against the model's schema before quoting.
     :param media_conn_id: Airflow connection for object-storage media inputs, when not in the URI.
     :param max_concurrency: quotes requested at once.
     """
 
-    template_fields: Sequence[str] = ("model", "batch")
+    template_fields: Sequence[str] = ("model", "batch", "max_total_cost")
     template_fields_renderers = {"batch": "json"}
     ui_color = "#fdf2d0"
 
@@ -517,7 +507,7 @@ class WaveSpeedBudgetOperator(BaseOperator):
         *,
         model: str,
         batch: Any,
-        max_total_cost: float,
+        max_total_cost: float | str,
         wavespeed_conn_id: str = WaveSpeedHook.default_conn_name,
         validate_inputs: bool = True,
         media_conn_id: str | None = None,
@@ -527,7 +517,9 @@ class WaveSpeedBudgetOperator(BaseOperator):
         super().__init__(**kwargs)
         self.model = model
         self.batch = batch
-        self.max_total_cost = check_usd("max_total_cost", max_total_cost, positive=True)
+        if not isinstance(max_total_cost, str):  # a template is checked once rendered, in execute()
+            check_usd("max_total_cost", max_total_cost, positive=True)
+        self.max_total_cost = max_total_cost
         self.wavespeed_conn_id = wavespeed_conn_id
         self.validate_inputs = validate_inputs
         self.media_conn_id = media_conn_id
@@ -544,6 +536,7 @@ class WaveSpeedBudgetOperator(BaseOperator):
             model = check_model_id(self.model)
         except WaveSpeedError as exc:
             raise final_error(exc, self.task_id) from None
+        limit = self._limit()
         items = self._items()
         if self.validate_inputs:
             self._validate(model, items)
@@ -554,13 +547,12 @@ class WaveSpeedBudgetOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key=BATCH_QUOTES_XCOM_KEY, value=quotes)
         ti.xcom_push(key=BATCH_TOTAL_XCOM_KEY, value=total)
-        assert self.max_total_cost is not None
-        if total > self.max_total_cost:
+        if total > limit:
             priciest = sorted(range(len(items)), key=lambda i: quotes[i], reverse=True)[:3]
             listed = "; ".join(f"item {i}: {quotes[i]:.4f} USD {_short(items[i])}" for i in priciest)
             raise AirflowFailException(
                 f"{self.task_id}: the {len(items)} items of this batch would cost {total:.4f} USD on {model}, "
-                f"above max_total_cost {self.max_total_cost:.4f} USD; nothing was submitted. Most expensive: "
+                f"above max_total_cost {limit:.4f} USD; nothing was submitted. Most expensive: "
                 f"{listed}. Check the batch (a duplicated or runaway input list?) or raise max_total_cost."
             )
         self.log.info(
@@ -568,9 +560,25 @@ class WaveSpeedBudgetOperator(BaseOperator):
             len(items),
             model,
             total,
-            self.max_total_cost,
+            limit,
         )
         return items
+
+    def _limit(self) -> float:
+        value: Any = self.max_total_cost
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise AirflowFailException(
+                    f"{self.task_id}: max_total_cost must be a number of USD, got {self.max_total_cost!r}"
+                ) from None
+        try:
+            limit = check_usd("max_total_cost", value, positive=True)
+        except ValueError as exc:
+            raise AirflowFailException(f"{self.task_id}: {exc}") from None
+        assert limit is not None
+        return limit
 
     def _items(self) -> list[dict[str, Any]]:
         batch = self.batch

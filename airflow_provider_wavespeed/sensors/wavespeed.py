@@ -11,13 +11,15 @@ from typing import Any
 from airflow.providers.common.compat.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from airflow_provider_wavespeed.api.errors import WaveSpeedError
+from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.protocol import check_prediction_id
 from airflow_provider_wavespeed.deferral import default_deferrable
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
-from airflow_provider_wavespeed.outcomes import (
+from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
     check_nsfw_policy,
     completed_result,
+    final_error,
     prediction_from_event,
 )
 from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
@@ -77,6 +79,14 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
     def hook(self) -> WaveSpeedHook:
         return WaveSpeedHook(self.wavespeed_conn_id)
 
+    def _get_prediction(self, prediction_id: str) -> Prediction:
+        """The prediction, with API errors sorted by the operators' policy: a bad key or an unknown id
+        fails at once; network errors, 5xx and 429 stay retryable."""
+        try:
+            return self.hook.get_prediction(prediction_id)
+        except WaveSpeedError as exc:
+            raise final_error(exc, self.task_id) from None
+
     def _check_prediction_id(self) -> str:
         try:
             return check_prediction_id(self.prediction_id)
@@ -87,7 +97,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         prediction_id = self._check_prediction_id()
         if not self.deferrable:
             return super().execute(context)
-        prediction = self.hook.get_prediction(prediction_id)
+        prediction = self._get_prediction(prediction_id)
         if prediction.is_terminal:
             return completed_result(prediction, self.nsfw_policy, self.log)
         self.log.info("Prediction %s is %s; deferring to the triggerer", prediction_id, prediction.status)
@@ -108,7 +118,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        prediction = self.hook.get_prediction(self._check_prediction_id())
+        prediction = self._get_prediction(self._check_prediction_id())
         if not prediction.is_terminal:
             self.log.info("Prediction %s is %s", prediction.id, prediction.status)
             return False

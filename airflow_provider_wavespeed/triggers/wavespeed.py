@@ -18,11 +18,7 @@ from airflow_provider_wavespeed.api.errors import (
 from airflow_provider_wavespeed.api.models import Prediction, PredictionStatus
 from airflow_provider_wavespeed.api.polling import PollSchedule, default_min_interval
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
-
-# Event kinds: the prediction reached a terminal status / our deadline passed / polling cannot go on.
-EVENT_TERMINAL = "terminal"
-EVENT_DEADLINE = "deadline"
-EVENT_ERROR = "error"
+from airflow_provider_wavespeed.triggers.events import deadline_event, error_event, terminal_event
 
 
 class WaveSpeedPredictionTrigger(BaseTrigger):
@@ -98,15 +94,12 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         minimum = self.poll_interval if self.poll_interval is not None else default_min_interval(model)
         return PollSchedule(min_interval=minimum, max_interval=max(self.max_poll_interval, minimum))
 
-    def _event(self, kind: str, **fields: Any) -> TriggerEvent:
-        return TriggerEvent({"event": kind, "prediction_id": self.prediction_id, **fields})
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = WaveSpeedHook(self.wavespeed_conn_id, timeout=self.request_timeout)
         try:
             client = await hook.get_async_conn()
         except (WaveSpeedError, ValueError) as exc:
-            yield self._event(EVENT_ERROR, message=str(exc), error_type=type(exc).__name__)
+            yield TriggerEvent(error_event(self.prediction_id, exc))
             return
         schedule = self._schedule(self.model)
         last_status = ""
@@ -114,7 +107,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
             try:
                 prediction: Prediction | None = await client.get_prediction(self.prediction_id)
             except (WaveSpeedAuthError, WaveSpeedRequestError, WaveSpeedConfigError) as exc:
-                yield self._event(EVENT_ERROR, message=str(exc), error_type=type(exc).__name__)
+                yield TriggerEvent(error_event(self.prediction_id, exc))
                 return
             except WaveSpeedError as exc:
                 # Retries are exhausted for this poll; a flaky network must not end the wait.
@@ -132,12 +125,12 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
                     if not self.model and prediction.model:
                         schedule = self._schedule(prediction.model)
                 if prediction.is_terminal:
-                    yield self._event(EVENT_TERMINAL, status=prediction.status, prediction=prediction.to_dict())
+                    yield TriggerEvent(terminal_event(prediction))
                     return
             now = self.clock()
             deadline = self.deadline_for(last_status)
             if now >= deadline:
-                yield self._event(EVENT_DEADLINE, status=last_status, waited=now - self.started_at)
+                yield TriggerEvent(deadline_event(self.prediction_id, last_status, now - self.started_at))
                 return
             pause = min(schedule.next_interval(now - self.started_at), max(0.0, deadline - now))
             await self.sleep(pause)

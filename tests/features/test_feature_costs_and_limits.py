@@ -18,6 +18,7 @@ import httpx
 import pytest
 from feature_helpers import AVATAR, FLUX, dag_file, log_events, task_states, tis_of, xcom_value
 
+import airflow_provider_wavespeed.operators.wavespeed as operators_module
 from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
 from airflow_provider_wavespeed.emulator.clock import ManualClock
 from airflow_provider_wavespeed.operators.wavespeed import (
@@ -215,9 +216,12 @@ def clocked_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[WaveSpee
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "in-the-worker"])
 def test_a_rate_limited_submit_waits_for_the_window_and_submits_once_without_failing(
-    clocked_emulator, run_dag, all_output, deferrable
+    clocked_emulator, run_dag, all_output, deferrable, monkeypatch
 ):
     emulator, clock = clocked_emulator
+    # dag.test() has no separate worker to race with: a short pause keeps the test quick
+    monkeypatch.setattr(operators_module, "RATE_LIMIT_MIN_PAUSE_SECONDS", 1.0)
+    monkeypatch.setattr(operators_module, "RATE_LIMIT_FIRST_JITTER_SECONDS", 1.0)
     reply = httpx.post(
         f"{emulator.base_url}/api/v3/{FLUX}",
         json={"prompt": "someone else's prediction fills this minute's window"},

@@ -1,4 +1,4 @@
-"""Turn a finished wait into the task's result or a clear Airflow failure (shared by sensor and run operator)."""
+"""WaveSpeed outcomes as Airflow task outcomes: results, final failures, retryable errors (all operators)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout
 
+from airflow_provider_wavespeed.api.errors import (
+    WaveSpeedAuthError,
+    WaveSpeedConfigError,
+    WaveSpeedDownloadError,
+    WaveSpeedError,
+    WaveSpeedIncompleteDownload,
+    WaveSpeedInputError,
+    WaveSpeedRequestError,
+)
 from airflow_provider_wavespeed.api.models import Prediction
-from airflow_provider_wavespeed.triggers.wavespeed import EVENT_DEADLINE, EVENT_ERROR, EVENT_TERMINAL
+from airflow_provider_wavespeed.triggers.events import DEADLINE, TERMINAL, MalformedEvent, parse_event
 
 NSFW_POLICIES = ("keep", "skip", "fail")
 
@@ -59,14 +68,25 @@ def deadline_failure(prediction_id: str, status: str, waited: float) -> AirflowS
 
 def prediction_from_event(event: Any, task_id: str) -> Prediction:
     """The terminal prediction carried by a trigger event; a deadline or error event fails the task."""
-    if not isinstance(event, dict) or "event" not in event:
-        raise AirflowFailException(f"{task_id}: unexpected trigger event {event!r}")
-    kind = event["event"]
-    prediction_id = str(event.get("prediction_id") or "")
-    if kind == EVENT_TERMINAL and isinstance(event.get("prediction"), dict):
-        return Prediction.from_api(event["prediction"])
-    if kind == EVENT_DEADLINE:
-        raise deadline_failure(prediction_id, str(event.get("status") or ""), float(event.get("waited") or 0))
-    if kind == EVENT_ERROR:
-        raise AirflowFailException(f"Waiting for WaveSpeed prediction {prediction_id} failed: {event.get('message')}")
-    raise AirflowFailException(f"{task_id}: unknown trigger event {kind!r} for prediction {prediction_id}")
+    try:
+        parsed = parse_event(event)
+    except MalformedEvent as exc:
+        raise AirflowFailException(f"{task_id}: {exc}") from None
+    if parsed["event"] == TERMINAL:
+        return Prediction.from_api(parsed["prediction"])
+    if parsed["event"] == DEADLINE:
+        raise deadline_failure(parsed["prediction_id"], parsed["status"], float(parsed["waited"]))
+    raise AirflowFailException(
+        f"Waiting for WaveSpeed prediction {parsed['prediction_id']} failed: {parsed['message']}"
+    )
+
+
+def final_error(exc: WaveSpeedError, task_id: str) -> Exception:
+    """The one final-vs-retryable policy: errors a task retry cannot fix (bad input or key, unknown model or
+    prediction, a download that cannot complete) fail at once; the rest (network, 5xx, 429) stay retryable."""
+    if isinstance(exc, WaveSpeedIncompleteDownload):
+        return exc
+    final = WaveSpeedInputError | WaveSpeedConfigError | WaveSpeedAuthError | WaveSpeedRequestError
+    if isinstance(exc, final | WaveSpeedDownloadError):
+        return AirflowFailException(f"{task_id}: {exc}")
+    return exc

@@ -10,13 +10,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-import httpx
-
 from airflow_provider_wavespeed.api.client import WaveSpeedClient
-from airflow_provider_wavespeed.api.download import download
+from airflow_provider_wavespeed.api.download import download, remote_size
 from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.progress import TransferProgress
-from airflow_provider_wavespeed.storage import Destination
+from airflow_provider_wavespeed.destinations import Destination
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +32,11 @@ def output_name(prediction_id: str, index: int, count: int, url: str, stem: str 
     return f"{base}{suffix}{ext if _EXTENSION.match(ext) else ''}"
 
 
-def _remote_size(http: httpx.Client, url: str) -> int | None:
-    try:
-        reply = http.head(url, headers={"Accept-Encoding": "identity"})
-    except httpx.HTTPError:
-        return None
-    length = reply.headers.get("content-length", "")
-    return int(length) if reply.status_code == 200 and length.isdigit() else None
-
-
 def store_output(client: WaveSpeedClient, url: str, destination: Destination, name: str) -> str:
     """Download one output to ``destination/name`` unless a complete copy is already there."""
     target = destination.uri(name)
     existing = destination.existing_size(name)
-    if existing is not None and existing == _remote_size(client.http, url):
+    if existing is not None and existing == remote_size(client.http, url):
         log.info("Output %s is already stored completely (%d bytes); skipping", target, existing)
         return target
     sink = destination.open_part(name)
