@@ -7,16 +7,9 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout
 
-from airflow_provider_wavespeed.api.errors import (
-    WaveSpeedAuthError,
-    WaveSpeedConfigError,
-    WaveSpeedDownloadError,
-    WaveSpeedError,
-    WaveSpeedIncompleteDownload,
-    WaveSpeedInputError,
-    WaveSpeedRequestError,
-)
+from airflow_provider_wavespeed.api.errors import WaveSpeedDownloadError, WaveSpeedError, WaveSpeedIncompleteDownload
 from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.waiting import is_final
 from airflow_provider_wavespeed.triggers.events import DEADLINE, TERMINAL, MalformedEvent, parse_event
 
 NSFW_POLICIES = ("keep", "skip", "fail")
@@ -82,11 +75,11 @@ def prediction_from_event(event: Any, task_id: str) -> Prediction:
 
 
 def final_error(exc: WaveSpeedError, task_id: str) -> Exception:
-    """The one final-vs-retryable policy: errors a task retry cannot fix (bad input or key, unknown model or
-    prediction, a download that cannot complete) fail at once; the rest (network, 5xx, 429) stay retryable."""
+    """The one final-vs-retryable policy for tasks: what asking again cannot fix (``api.waiting.is_final``)
+    and a download that cannot complete fail at once; the rest (network, 5xx, 429, a cut download that
+    can resume) stay retryable."""
     if isinstance(exc, WaveSpeedIncompleteDownload):
         return exc
-    final = WaveSpeedInputError | WaveSpeedConfigError | WaveSpeedAuthError | WaveSpeedRequestError
-    if isinstance(exc, final | WaveSpeedDownloadError):
+    if is_final(exc) or isinstance(exc, WaveSpeedDownloadError):
         return AirflowFailException(f"{task_id}: {exc}")
     return exc

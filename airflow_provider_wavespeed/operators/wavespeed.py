@@ -22,9 +22,9 @@ from airflow_provider_wavespeed.api.errors import (
     WaveSpeedSubmitAmbiguousError,
 )
 from airflow_provider_wavespeed.api.models import TERMINAL_FAILURE_STATUSES, Prediction
-from airflow_provider_wavespeed.api.polling import PollSchedule, default_min_interval
 from airflow_provider_wavespeed.api.protocol import check_model_id, check_prediction_id
 from airflow_provider_wavespeed.api.reconcile import UNKNOWN_SKEW_SECONDS, SubmitWindow, ambiguity_message, candidates
+from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Failed, Finished
 from airflow_provider_wavespeed.assets import emit_output_events
 from airflow_provider_wavespeed.deferral import default_deferrable
 from airflow_provider_wavespeed.destinations import Destination
@@ -826,18 +826,23 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         )
 
     def _wait_in_worker(self, trigger: WaveSpeedPredictionTrigger) -> Prediction:
-        minimum = self.poll_interval or default_min_interval(trigger.model)
-        schedule = PollSchedule(min_interval=minimum, max_interval=max(self.max_poll_interval, minimum))
-        assert trigger.deadline is not None
+        """The trigger's wait, with blocking sleeps: the same plan decides."""
+        plan = trigger.plan()
+        plan.log = self.log
         while True:
-            prediction = self.hook.get_prediction(trigger.prediction_id)
-            if prediction.is_terminal:
-                return prediction
-            now = time.time()
-            deadline = trigger.deadline_for(prediction.status)
-            if now >= deadline:
-                raise deadline_failure(prediction.id, prediction.status, now - trigger.started_at)
-            time.sleep(min(schedule.next_interval(now - trigger.started_at), deadline - now))
+            outcome: Prediction | WaveSpeedError
+            try:
+                outcome = self.hook.get_prediction(trigger.prediction_id)
+            except WaveSpeedError as exc:
+                outcome = exc
+            decision = plan.after_poll(outcome, time.time())
+            if isinstance(decision, Finished):
+                return decision.prediction
+            if isinstance(decision, DeadlinePassed):
+                raise deadline_failure(trigger.prediction_id, decision.status, decision.waited)
+            if isinstance(decision, Failed):
+                raise final_error(decision.error, self.task_id)
+            time.sleep(decision.seconds)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         self.cost_usd = own_xcom(context, self.task_id, COST_XCOM_KEY)

@@ -13,6 +13,7 @@ from airflow.providers.common.compat.sdk import BaseSensorOperator, Context, Pok
 from airflow_provider_wavespeed.api.errors import WaveSpeedError
 from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.protocol import check_prediction_id
+from airflow_provider_wavespeed.api.waiting import is_final
 from airflow_provider_wavespeed.deferral import default_deferrable
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.task_results import (
@@ -118,7 +119,13 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        prediction = self._get_prediction(self._check_prediction_id())
+        try:
+            prediction = self.hook.get_prediction(self._check_prediction_id())
+        except WaveSpeedError as exc:
+            if is_final(exc):
+                raise final_error(exc, self.task_id) from None
+            self.log.warning("Polling prediction %s failed (%s); will poke again", self.prediction_id, exc)
+            return False
         if not prediction.is_terminal:
             self.log.info("Prediction %s is %s", prediction.id, prediction.status)
             return False

@@ -10,13 +10,10 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_wavespeed.api.errors import (
-    WaveSpeedAuthError,
-    WaveSpeedConfigError,
     WaveSpeedError,
-    WaveSpeedRequestError,
 )
-from airflow_provider_wavespeed.api.models import Prediction, PredictionStatus
-from airflow_provider_wavespeed.api.polling import PollSchedule, default_min_interval
+from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Failed, Finished, WaitPlan
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.triggers.events import deadline_event, error_event, terminal_event
 
@@ -84,15 +81,18 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
             },
         )
 
-    def deadline_for(self, status: str) -> float:
-        """When to give up on a prediction last seen in ``status``: later while it is queued."""
-        if self.deadline is None:
-            return float("inf")
-        return self.deadline + (self.queue_grace if status == PredictionStatus.CREATED else 0.0)
-
-    def _schedule(self, model: str) -> PollSchedule:
-        minimum = self.poll_interval if self.poll_interval is not None else default_min_interval(model)
-        return PollSchedule(min_interval=minimum, max_interval=max(self.max_poll_interval, minimum))
+    def plan(self) -> WaitPlan:
+        """This wait's decisions (the same plan the worker-side waits follow)."""
+        return WaitPlan(
+            prediction_id=self.prediction_id,
+            started_at=self.started_at,
+            deadline=self.deadline,
+            queue_grace=self.queue_grace,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+            model=self.model,
+            log=self.log,
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = WaveSpeedHook(self.wavespeed_conn_id, timeout=self.request_timeout)
@@ -101,36 +101,21 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         except (WaveSpeedError, ValueError) as exc:
             yield TriggerEvent(error_event(self.prediction_id, exc))
             return
-        schedule = self._schedule(self.model)
-        last_status = ""
+        plan = self.plan()
         while True:
+            outcome: Prediction | WaveSpeedError
             try:
-                prediction: Prediction | None = await client.get_prediction(self.prediction_id)
-            except (WaveSpeedAuthError, WaveSpeedRequestError, WaveSpeedConfigError) as exc:
-                yield TriggerEvent(error_event(self.prediction_id, exc))
-                return
+                outcome = await client.get_prediction(self.prediction_id)
             except WaveSpeedError as exc:
-                # Retries are exhausted for this poll; a flaky network must not end the wait.
-                self.log.warning("Polling prediction %s failed (%s); will poll again", self.prediction_id, exc)
-                prediction = None
-            if prediction is not None:
-                if prediction.status != last_status:
-                    self.log.info(
-                        "Prediction %s is %s (%.0f s since it started)",
-                        self.prediction_id,
-                        prediction.status,
-                        self.clock() - self.started_at,
-                    )
-                    last_status = prediction.status
-                    if not self.model and prediction.model:
-                        schedule = self._schedule(prediction.model)
-                if prediction.is_terminal:
-                    yield TriggerEvent(terminal_event(prediction))
-                    return
-            now = self.clock()
-            deadline = self.deadline_for(last_status)
-            if now >= deadline:
-                yield TriggerEvent(deadline_event(self.prediction_id, last_status, now - self.started_at))
+                outcome = exc
+            decision = plan.after_poll(outcome, self.clock())
+            if isinstance(decision, Finished):
+                yield TriggerEvent(terminal_event(decision.prediction))
                 return
-            pause = min(schedule.next_interval(now - self.started_at), max(0.0, deadline - now))
-            await self.sleep(pause)
+            if isinstance(decision, DeadlinePassed):
+                yield TriggerEvent(deadline_event(self.prediction_id, decision.status, decision.waited))
+                return
+            if isinstance(decision, Failed):
+                yield TriggerEvent(error_event(self.prediction_id, decision.error))
+                return
+            await self.sleep(decision.seconds)
