@@ -21,6 +21,12 @@ def check_nsfw_policy(value: str) -> str:
     return value
 
 
+def check_expected_runtime(value: float | None) -> float | None:
+    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value <= 0):
+        raise ValueError(f"expected_runtime must be a positive number of seconds, got {value!r}")
+    return None if value is None else float(value)
+
+
 def flagged_outputs(prediction: Prediction) -> list[int]:
     return [i for i, flagged in enumerate(prediction.has_nsfw_contents) if flagged]
 

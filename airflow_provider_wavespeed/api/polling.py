@@ -26,20 +26,31 @@ def default_min_interval(model: str) -> float:
 
 @dataclass(frozen=True)
 class PollSchedule:
-    """``min_interval``/``max_interval`` bound each sleep; ``growth`` is the sleep as a share of time waited."""
+    """``min_interval``/``max_interval`` bound each sleep; ``growth`` is the sleep as a share of time waited.
+
+    With ``expected_runtime`` (a hint, seconds) the first sleep goes straight to half of it, so a
+    job that runs as long as expected is found in a few polls, and one that runs half as long is
+    still found on time; from there the usual rule applies.
+    """
 
     min_interval: float = IMAGE_MIN_INTERVAL
     max_interval: float = 60.0
     growth: float = 0.2
     jitter: float = 0.1
+    expected_runtime: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_interval <= 0:
             raise ValueError(f"poll_interval must be > 0 seconds, got {self.min_interval}")
         if self.max_interval < self.min_interval:
             raise ValueError(f"max_poll_interval ({self.max_interval}) must be >= poll_interval ({self.min_interval})")
+        if self.expected_runtime is not None and self.expected_runtime <= 0:
+            raise ValueError(f"expected_runtime must be > 0 seconds, got {self.expected_runtime}")
 
     def next_interval(self, waited: float) -> float:
+        hint = self.expected_runtime
+        if hint is not None and waited < hint / 2:
+            return max(self.min_interval, hint / 2 - waited)
         base = min(self.max_interval, max(self.min_interval, waited * self.growth))
         spread = base * self.jitter
         return max(self.min_interval, base + random.uniform(-spread, spread))

@@ -73,6 +73,7 @@ class WaitPlan:
     :param poll_interval: shortest pause (default: the API's guidance for the model, 2 s / 5 s).
     :param max_poll_interval: longest pause.
     :param model: the model id, when known; otherwise learned from the first poll.
+    :param expected_runtime: a hint (seconds) of how long the prediction runs: fewer polls when known.
     :param log: where status changes are logged (the trigger passes its own logger).
     """
 
@@ -83,6 +84,7 @@ class WaitPlan:
     poll_interval: float | None = None
     max_poll_interval: float = 60.0
     model: str = ""
+    expected_runtime: float | None = None
     status: str = ""
     log: Any = field(default=log, repr=False)
     _schedule: PollSchedule = field(init=False, repr=False)
@@ -92,7 +94,11 @@ class WaitPlan:
 
     def _schedule_for(self, model: str) -> PollSchedule:
         minimum = self.poll_interval if self.poll_interval is not None else default_min_interval(model)
-        return PollSchedule(min_interval=minimum, max_interval=max(self.max_poll_interval, minimum))
+        return PollSchedule(
+            min_interval=minimum,
+            max_interval=max(self.max_poll_interval, minimum),
+            expected_runtime=self.expected_runtime,
+        )
 
     def deadline_for(self, status: str) -> float:
         """When to give up on a prediction last seen in ``status``: later while it is queued."""

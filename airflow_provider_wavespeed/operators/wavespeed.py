@@ -33,6 +33,7 @@ from airflow_provider_wavespeed.output_downloads import store_outputs
 from airflow_provider_wavespeed.sensors.wavespeed import DEFER_TIMEOUT_GRACE
 from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
+    check_expected_runtime,
     check_nsfw_policy,
     completed_result,
     deadline_failure,
@@ -772,6 +773,8 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         ``wait_timeout`` passes is waited for this much longer (default 1 hour): it is waiting, not stuck.
     :param poll_interval: shortest pause between polls (default 2 s images, 5 s video).
     :param max_poll_interval: longest pause between polls.
+    :param expected_runtime: how long the prediction is expected to run (seconds): the first poll waits
+        for half of it (fewer polls); a wrong hint costs at most a few polls.
 
     The return value also carries ``cost_usd``, the price quote of the prediction (None when unknown).
     """
@@ -791,9 +794,11 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         queue_timeout: float = 3600.0,
         poll_interval: float | None = None,
         max_poll_interval: float = 60.0,
+        expected_runtime: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.expected_runtime = check_expected_runtime(expected_runtime)
         self._init_storage(destination, filename, destination_conn_id, nsfw_policy, max_concurrency, asset_alias)
         self.outlets = self._alias_outlets(self.outlets)
         self.wait_timeout = check_seconds("wait_timeout", wait_timeout)
@@ -815,6 +820,7 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
             max_poll_interval=self.max_poll_interval,
             model=prediction.model,
             queue_grace=self.queue_timeout,
+            expected_runtime=self.expected_runtime,
         )
         if not self.deferrable:
             return self._finish(context, self._wait_in_worker(trigger))

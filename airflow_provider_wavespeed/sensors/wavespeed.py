@@ -18,6 +18,7 @@ from airflow_provider_wavespeed.deferral import default_deferrable
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
+    check_expected_runtime,
     check_nsfw_policy,
     completed_result,
     final_error,
@@ -45,6 +46,9 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
     :param nsfw_policy: what to do when ``has_nsfw_contents`` flags outputs: ``keep`` (warn),
         ``skip`` (warn; the download operator skips them) or ``fail``.
     :param timeout: give up after this many seconds (also enforced while deferred).
+    :param expected_runtime: how long the prediction is expected to run (seconds), e.g. the usual run
+        time of this model for these inputs: the first poll waits for half of it (fewer polls). A wrong
+        hint costs at most a few polls.
     :param queue_timeout: a prediction still queued (``created``: the account's concurrency is full)
         when ``timeout`` passes is waited for this much longer while deferred (default 1 hour).
     """
@@ -63,6 +67,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         nsfw_policy: str = "keep",
         poke_interval: float = 5.0,
         queue_timeout: float = 3600.0,
+        expected_runtime: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -75,6 +80,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         if not isinstance(queue_timeout, int | float) or isinstance(queue_timeout, bool) or queue_timeout < 0:
             raise ValueError(f"queue_timeout must be a non-negative number of seconds, got {queue_timeout!r}")
         self.queue_timeout = float(queue_timeout)
+        self.expected_runtime = check_expected_runtime(expected_runtime)
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -113,6 +119,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
                 max_poll_interval=self.max_poll_interval,
                 model=prediction.model,
                 queue_grace=self.queue_timeout,
+                expected_runtime=self.expected_runtime,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout + self.queue_timeout) + DEFER_TIMEOUT_GRACE,

@@ -34,6 +34,8 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
     :param poll_interval: shortest pause between polls (default 2 s for images, 5 s for video models).
     :param max_poll_interval: longest pause between polls.
     :param model: the prediction's model id, used to pick the default ``poll_interval``.
+    :param expected_runtime: a hint (seconds) of the prediction's run time: the first poll waits for
+        half of it, so fewer polls find it on time.
     :param queue_grace: seconds past ``deadline`` that a prediction still queued (``created``: the
         account's concurrency limit is full) is waited for; it is waiting, not stuck.
     """
@@ -50,6 +52,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         model: str = "",
         request_timeout: float = 30.0,
         queue_grace: float = 0.0,
+        expected_runtime: float | None = None,
     ) -> None:
         super().__init__()
         self.prediction_id = prediction_id
@@ -61,6 +64,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         self.model = model
         self.request_timeout = request_timeout
         self.queue_grace = queue_grace
+        self.expected_runtime = expected_runtime
         # Time source and pause; tests replace them. Not serialized: a re-created trigger uses the real ones.
         self.clock: Callable[[], float] = time.time
         self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
@@ -78,6 +82,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
                 "model": self.model,
                 "request_timeout": self.request_timeout,
                 "queue_grace": self.queue_grace,
+                "expected_runtime": self.expected_runtime,
             },
         )
 
@@ -91,6 +96,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
             poll_interval=self.poll_interval,
             max_poll_interval=self.max_poll_interval,
             model=self.model,
+            expected_runtime=self.expected_runtime,
             log=self.log,
         )
 
