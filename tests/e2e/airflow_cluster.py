@@ -1037,7 +1037,7 @@ def _pg_run(database_url: str, sql: str, params: tuple, *, fetch: bool) -> Any:
     import psycopg2.extras
 
     dsn = "postgresql://" + database_url.split("://", 1)[1]  # postgresql+psycopg2://... -> libpq form
-    sql = sql.replace("?", "%s")
+    sql = sql.replace("%", "%%").replace("?", "%s")  # qmark style, like sqlite3; literal % (LIKE) escaped
     with _PG_LOCK:
         for attempt in range(2):
             conn = _PG_CONNECTIONS.get(database_url)
