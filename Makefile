@@ -4,7 +4,8 @@
 #                 Airflow-facing tests (unit, integration) on the lowest supported Airflow, 3.1.
 #                 Installs the test services first (PostgreSQL 15, redis-server; apt, needs root)
 #                 for the production-shaped cluster suite in tests/cluster.
-#   make test-fast - unit and integration tests only (no real Airflow processes, no services)
+#   make test-fast - unit and integration tests only (no real Airflow processes, no services; < 2 min),
+#                    for day-to-day work. Where a test goes: tests/conftest.py.
 PYTHON ?= python3
 VENV ?= .venv
 VENV_31 ?= .venv-airflow-3.1
@@ -44,8 +45,10 @@ pytest: $(VENV)/.installed test-services
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not e2e and not cluster" tests/unit tests/integration $(PYTEST_ARGS)
 
+# Unit + integration on the lowest supported Airflow, plus the one e2e test that proves 3.1's history path.
 pytest-airflow-3.1: $(VENV_31)/.installed
-	$(VENV_31)/bin/python -m pytest -p no:cacheprovider tests/unit tests/integration $(PYTEST_ARGS)
+	$(VENV_31)/bin/python -m pytest -p no:cacheprovider tests/unit tests/integration \
+		tests/e2e/test_lost_submit_replies_in_a_batch.py $(PYTEST_ARGS)
 
 test: lint pytest pytest-airflow-3.1
 

@@ -6,9 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from feature_helpers import LONG_KEY, connection_json, env_without_pytest
-
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from tests.support import LONG_KEY, connection_json, env_without_pytest
 
 AIRFLOW = Path(sys.executable).with_name("airflow")
 

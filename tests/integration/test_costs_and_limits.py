@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from feature_helpers import AVATAR, FLUX, dag_file, log_events, task_states, tis_of, xcom_value
 
 import airflow_provider_wavespeed.operators.wavespeed as operators_module
 from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
@@ -26,6 +25,7 @@ from airflow_provider_wavespeed.operators.wavespeed import (
     BATCH_TOTAL_XCOM_KEY,
     COST_XCOM_KEY,
 )
+from tests.support import AVATAR, FLUX, dag_file, log_events, task_states, tis_of, xcom_value
 
 PORTRAIT = "https://example.com/portrait.png"
 

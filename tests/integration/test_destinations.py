@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from feature_helpers import (
+
+from tests.support import (
     AVATAR,
     completed_prediction,
     dag_file,

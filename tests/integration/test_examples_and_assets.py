@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from feature_helpers import (
+
+from airflow_provider_wavespeed.emulator.config import EmulatorConfig
+from airflow_provider_wavespeed.emulator.emulator import WaveSpeedEmulator
+from tests.support import (
     AVATAR,
     FLUX,
     copy_example_dag,
@@ -22,9 +25,6 @@ from feature_helpers import (
     tis_of,
     xcom_value,
 )
-
-from airflow_provider_wavespeed.emulator.config import EmulatorConfig
-from airflow_provider_wavespeed.emulator.emulator import WaveSpeedEmulator
 
 ALIAS = "wavespeed_avatar_videos"
 DOWNSTREAM = "example_wavespeed_on_new_videos"
@@ -173,7 +173,7 @@ def xcom_value_at(dag_run: Any, task_id: str, map_index: int, key: str = "return
 def test_the_download_operator_emits_one_asset_event_per_stored_output_with_prediction_and_model(
     emulator, run_dag, tmp_path
 ):
-    from feature_helpers import completed_prediction
+    from tests.support import completed_prediction
 
     prediction_id = completed_prediction(emulator, FLUX, prompt="three lighthouses", num_images=3)
     dag = dag_file(

@@ -6,16 +6,6 @@ import json
 import logging
 
 import pytest
-from integration_helpers import (
-    AVATAR,
-    AVATAR_INPUTS,
-    FAST_RETRY,
-    LONG_KEY,
-    closed_port,
-    connection_json,
-    raw_submit,
-    wait_terminal,
-)
 
 from airflow_provider_wavespeed.api.errors import (
     WaveSpeedAuthError,
@@ -29,6 +19,16 @@ from airflow_provider_wavespeed.api.errors import (
 from airflow_provider_wavespeed.api.retry import RetryPolicy
 from airflow_provider_wavespeed.hooks import wavespeed as hook_module
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from tests.support import (
+    AVATAR,
+    AVATAR_INPUTS,
+    FAST_RETRY,
+    LONG_KEY,
+    closed_port,
+    connection_json,
+    raw_submit,
+    wait_terminal,
+)
 
 
 @pytest.fixture

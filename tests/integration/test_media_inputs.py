@@ -15,7 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from feature_helpers import (
+
+from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from tests.support import (
     AVATAR,
     dag_file,
     env_without_pytest,
@@ -26,8 +28,6 @@ from feature_helpers import (
     write_sized_file,
     xcom_value,
 )
-
-from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 MP3_BYTES = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(reversed(range(256))) * 12

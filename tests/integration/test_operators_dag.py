@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import airflow
 import pytest
-from integration_helpers import (
+
+from tests.support import (
     AVATAR,
     AVATAR_INPUTS,
     FLUX,
@@ -23,16 +22,16 @@ from integration_helpers import (
     dags_folder,
     held_until,
     load_dag,
+    log_events,
+    part_files,
     polled,
     raw_submit,
     task_states,
     wait_terminal,
+    went_through_deferral,
     write_dag,
     xcom_value,
 )
-
-AIRFLOW_VERSION = tuple(int(part) for part in airflow.__version__.split(".")[:2])
-# Airflow 3.1's dag.test() spends ~7 s starting each task: predictions must outlast that to be waited on.
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,26 +83,6 @@ def load_example_dag(output_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def ti_of(dag_run: Any, task_id: str) -> Any:
     return next(ti for ti in dag_run.get_task_instances() if ti.task_id == task_id)
-
-
-def went_through_deferral(dag_run: Any, task_id: str, output: Callable[[], str]) -> bool:
-    """Airflow 3.3 records a 'deferred' log row; 3.1's dag.test() leaves only its inline-trigger log line."""
-    if "deferred" in log_events(dag_run, task_id):
-        return True
-    return AIRFLOW_VERSION < (3, 3) and "[DAG TEST] running trigger in line" in output()
-
-
-def log_events(dag_run: Any, task_id: str) -> list[str]:
-    from airflow.models.log import Log
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = session.query(Log).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id)
-        return [row.event for row in rows.order_by(Log.id)]
-
-
-def part_files(directory: Path) -> list[Path]:
-    return [p for p in directory.rglob("*") if p.name.endswith(".part")]
 
 
 def only_prediction(emulator: Any) -> str:

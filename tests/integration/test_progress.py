@@ -13,13 +13,13 @@ import logging
 import re
 
 import pytest
-from feature_helpers import AVATAR, dag_file, held_until, polled, task_states, write_sized_file, xcom_value
 from structlog.testing import capture_logs
 
 import airflow_provider_wavespeed.api.progress as progress_module
 import airflow_provider_wavespeed.api.upload as upload_module
 import airflow_provider_wavespeed.hooks.wavespeed as hook_module
 from airflow_provider_wavespeed.api.retry import RetryPolicy
+from tests.support import AVATAR, dag_file, held_until, polled, task_states, write_sized_file, xcom_value
 
 #: The fake transfer clock moves STEP seconds per chunk; a progress line is due every EVERY seconds.
 STEP = 0.01

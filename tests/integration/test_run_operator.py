@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from feature_helpers import (
+
+from airflow_provider_wavespeed.emulator.config import EmulatorConfig
+from airflow_provider_wavespeed.emulator.emulator import WaveSpeedEmulator
+from airflow_provider_wavespeed.operators.wavespeed import (
+    LINK_XCOM_KEY,
+    WaveSpeedPredictionLink,
+    prediction_console_url,
+)
+from tests.support import (
     AVATAR,
     AVATAR_INPUTS,
     FLUX,
@@ -26,14 +34,6 @@ from feature_helpers import (
     tis_of,
     went_through_deferral,
     xcom_value,
-)
-
-from airflow_provider_wavespeed.emulator.config import EmulatorConfig
-from airflow_provider_wavespeed.emulator.emulator import WaveSpeedEmulator
-from airflow_provider_wavespeed.operators.wavespeed import (
-    LINK_XCOM_KEY,
-    WaveSpeedPredictionLink,
-    prediction_console_url,
 )
 
 # -- the extra link: pushed before deferring, per map index ---------------------------------------------

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from integration_helpers import AVATAR, AVATAR_INPUTS, FAST_RETRY, FLUX, raw_submit
 
 from airflow_provider_wavespeed.api.errors import WaveSpeedSubmitAmbiguousError
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from tests.support import AVATAR, AVATAR_INPUTS, FAST_RETRY, FLUX, raw_submit
 
 
 @pytest.fixture

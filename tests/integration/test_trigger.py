@@ -9,11 +9,11 @@ import time
 from typing import Any
 
 import pytest
-from integration_helpers import AVATAR, AVATAR_INPUTS, LONG_KEY, FakeClock, connection_json, raw_submit
 
 from airflow_provider_wavespeed.api.loop_clients import clients_in_this_loop
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
+from tests.support import AVATAR, AVATAR_INPUTS, LONG_KEY, FakeClock, connection_json, raw_submit
 
 POLL = 0.2
 
