@@ -48,7 +48,7 @@ def completed_result(prediction: Prediction, nsfw_policy: str, log: logging.Logg
         if nsfw_policy == "fail":
             raise AirflowFailException(message + "; failing because nsfw_policy='fail'")
         log.warning("%s; %s", message, "they will be skipped" if nsfw_policy == "skip" else "keeping them")
-    return prediction.to_dict()
+    return prediction.without_inline_outputs().to_dict()
 
 
 def deadline_failure(prediction_id: str, status: str, waited: float) -> AirflowSensorTimeout:

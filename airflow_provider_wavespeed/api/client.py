@@ -99,13 +99,16 @@ class ClientSettings:
 
     def request_args(self, request: protocol.ApiRequest) -> dict[str, Any]:
         """httpx arguments for an API request; the key goes in this request's headers only."""
-        return {
+        args: dict[str, Any] = {
             "method": request.method,
             "url": self.url(request.path),
             "json": request.json,
             "params": dict(request.params) or None,
             "headers": self.headers(),
         }
+        if request.read_timeout is not None:
+            args["timeout"] = httpx.Timeout(request.read_timeout, connect=self.connect_timeout)
+        return args
 
     def http_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.timeout, connect=self.connect_timeout)

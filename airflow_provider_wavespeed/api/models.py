@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +25,23 @@ TERMINAL_FAILURE_STATUSES = frozenset(
     {PredictionStatus.FAILED, PredictionStatus.CANCELLED, PredictionStatus.TIMEOUT, PredictionStatus.DELETED}
 )
 TERMINAL_STATUSES = TERMINAL_FAILURE_STATUSES | {PredictionStatus.COMPLETED}
+
+#: Stands in for a base64 output wherever a prediction travels through Airflow's metadata DB
+#: (trigger events, XCom): the task that stores the outputs fetches the bytes from the API itself.
+INLINE_OUTPUT_MARKER = "wavespeed:base64-output-left-out"
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_MIN_INLINE_LENGTH = 64
+
+
+def is_inline_output(item: Any) -> bool:
+    """An ``enable_base64_output`` output: naked base64 (no ``data:`` prefix), not a URL or short text."""
+    return (
+        isinstance(item, str)
+        and len(item) >= _MIN_INLINE_LENGTH
+        and len(item) % 4 == 0
+        and not item.startswith(("http://", "https://"))
+        and _BASE64.fullmatch(item) is not None
+    )
 
 
 def is_terminal(status: str) -> bool:
@@ -75,11 +93,23 @@ class Prediction:
     def succeeded(self) -> bool:
         return self.status == PredictionStatus.COMPLETED
 
+    @property
+    def has_left_out_outputs(self) -> bool:
+        """True when base64 outputs were replaced by :data:`INLINE_OUTPUT_MARKER` on the way."""
+        return INLINE_OUTPUT_MARKER in self.outputs
+
+    def without_inline_outputs(self) -> Prediction:
+        """This prediction with every base64 output replaced by a marker: small enough for the metadata DB."""
+        if not any(is_inline_output(item) for item in self.outputs):
+            return self
+        outputs = [INLINE_OUTPUT_MARKER if is_inline_output(item) else item for item in self.outputs]
+        return replace(self, outputs=outputs, raw={**self.raw, "outputs": outputs})
+
     def output_urls(self) -> list[str]:
         """Output URLs in order; structured outputs count when they carry a ``url``."""
         urls = []
         for item in self.outputs:
-            if isinstance(item, str):
+            if isinstance(item, str) and item.startswith(("http://", "https://")):
                 urls.append(item)
             elif isinstance(item, dict) and isinstance(item.get("url"), str):
                 urls.append(item["url"])

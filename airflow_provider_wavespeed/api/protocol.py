@@ -40,6 +40,12 @@ class ApiRequest:
     json: Any = None
     params: Mapping[str, str] = field(default_factory=dict)
     retry_safe: bool = True
+    #: Read timeout for this request instead of the client's (a sync-mode submit waits for the result).
+    read_timeout: float | None = None
+
+
+#: A sync-mode submit waits for the result; the API's sync window is 90-120 s (not documented exactly).
+SYNC_MODE_READ_TIMEOUT = 150.0
 
 
 def check_model_id(model: str) -> str:
@@ -59,12 +65,34 @@ def check_prediction_id(prediction_id: str) -> str:
     return prediction_id.strip()
 
 
+def check_submit_options(inputs: Mapping[str, Any], webhook: str | None) -> None:
+    """Combinations the API rejects, refused before anything is sent."""
+    if webhook and inputs.get("enable_base64_output") is True:
+        raise WaveSpeedConfigError(
+            "enable_base64_output cannot be combined with a webhook (the API answers 400: webhooks carry "
+            "URLs, not base64): drop the webhook or enable_base64_output"
+        )
+
+
 def submit(model: str, inputs: Mapping[str, Any], *, webhook: str | None = None) -> ApiRequest:
-    """The billed, non-idempotent POST. The body is the model's flat inputs (no ``input`` wrapper)."""
+    """The billed, non-idempotent POST. The body is the model's flat inputs (no ``input`` wrapper).
+
+    With ``enable_sync_mode: true`` the reply carries the finished prediction, so the read timeout
+    covers the API's sync window.
+    """
     if not isinstance(inputs, Mapping):
         raise WaveSpeedConfigError(f"inputs must be a dict of model inputs, got {type(inputs).__name__}")
+    check_submit_options(inputs, webhook)
     params = {"webhook": webhook} if webhook else {}
-    return ApiRequest("POST", f"{API_PREFIX}/{check_model_id(model)}", dict(inputs), params, retry_safe=False)
+    sync = inputs.get("enable_sync_mode") is True
+    return ApiRequest(
+        "POST",
+        f"{API_PREFIX}/{check_model_id(model)}",
+        dict(inputs),
+        params,
+        retry_safe=False,
+        read_timeout=SYNC_MODE_READ_TIMEOUT if sync else None,
+    )
 
 
 def get_result(prediction_id: str) -> ApiRequest:

@@ -263,6 +263,12 @@ class WaveSpeedHook(BaseHook):
             self.log.warning("Model %s publishes no input schema; the API will validate the inputs", model)
             return []
         problems, unknown = validate_inputs(schema, inputs)
+        for option in ("enable_sync_mode", "enable_base64_output"):
+            if option in unknown and inputs.get(option) is True:
+                problems.append(
+                    f"{option}: model {model} does not offer it (its schema does not declare it); remove it"
+                )
+                unknown.remove(option)
         if problems:
             raise WaveSpeedInputError(model, problems)
         return unknown

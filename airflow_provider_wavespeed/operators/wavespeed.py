@@ -22,7 +22,7 @@ from airflow_provider_wavespeed.api.errors import (
     WaveSpeedSubmitAmbiguousError,
 )
 from airflow_provider_wavespeed.api.models import TERMINAL_FAILURE_STATUSES, Prediction
-from airflow_provider_wavespeed.api.protocol import check_model_id, check_prediction_id
+from airflow_provider_wavespeed.api.protocol import check_model_id, check_prediction_id, check_submit_options
 from airflow_provider_wavespeed.api.reconcile import UNKNOWN_SKEW_SECONDS, SubmitWindow, ambiguity_message, candidates
 from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Failed, Finished
 from airflow_provider_wavespeed.assets import emit_output_events
@@ -191,6 +191,10 @@ class WaveSpeedSubmitOperator(BaseOperator):
             )
         if self.webhook is not None and not str(self.webhook).startswith("https://"):
             raise AirflowFailException(f"{self.task_id}: webhook must be an https:// URL, got {self.webhook!r}")
+        try:
+            check_submit_options(self.inputs, self.webhook)
+        except WaveSpeedError as exc:
+            raise final_error(exc, self.task_id) from None
         return model, dict(self.inputs)
 
     def execute(self, context: Context) -> str:
@@ -680,7 +684,7 @@ class _StoresOutputs:
             )
         completed_result(prediction, self.nsfw_policy, self.log)
         skip = frozenset(flagged_outputs(prediction)) if self.nsfw_policy == "skip" else frozenset()
-        if not prediction.output_urls():
+        if not prediction.outputs:
             raise AirflowFailException(f"{self.task_id}: prediction {prediction.id} completed without outputs")
         try:
             stored = store_outputs(
@@ -852,7 +856,13 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         self.cost_usd = own_xcom(context, self.task_id, COST_XCOM_KEY)
-        return self._finish(context, prediction_from_event(event, self.task_id))
+        prediction = prediction_from_event(event, self.task_id)
+        if prediction.has_left_out_outputs:  # base64 outputs never ride in the event: fetch them here
+            try:
+                prediction = self.hook.get_prediction(prediction.id)
+            except WaveSpeedError as exc:
+                raise final_error(exc, self.task_id) from None
+        return self._finish(context, prediction)
 
     def _finish(self, context: Context, prediction: Prediction) -> dict[str, Any]:
         stored = self._store(context, prediction, self._prepared_destination())

@@ -42,8 +42,9 @@ PredictionEvent = TerminalEvent | DeadlineEvent | ErrorEvent
 
 
 def terminal_event(prediction: Prediction) -> TerminalEvent:
-    return {"event": TERMINAL, "prediction_id": prediction.id, "status": prediction.status,
-            "prediction": prediction.to_dict()}  # fmt: skip
+    """The terminal prediction, base64 outputs left out (marked): the event is stored in the metadata DB."""
+    small = prediction.without_inline_outputs()
+    return {"event": TERMINAL, "prediction_id": small.id, "status": small.status, "prediction": small.to_dict()}
 
 
 def deadline_event(prediction_id: str, status: str, waited: float) -> DeadlineEvent:

@@ -45,8 +45,7 @@ def test_a_running_prediction_sleeps_at_least_the_models_minimum_and_grows_with_
     late = wait.after_poll(prediction("processing"), T0 + 300)
     assert isinstance(early, Sleep) and isinstance(late, Sleep)
     assert early.seconds >= VIDEO_MIN_INTERVAL
-    assert late.seconds > early.seconds
-    assert late.seconds <= 60.0
+    assert late.seconds > early.seconds  # (the cap and jitter are PollSchedule's, tested with it)
 
 
 def test_the_schedule_switches_to_the_model_learned_from_the_first_poll():
