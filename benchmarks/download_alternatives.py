@@ -1,10 +1,13 @@
-"""Throwaway: ways to close the gap between ``api/download.py`` and curl, measured in the same run.
+"""Ways to close the gap between ``api/download.py`` and curl, measured in the same run.
 
-Not part of the benchmark suite's goals; it backs the proposal in README.md. Each variant downloads
-the same emulator output (emulator in its own process) into tmpfs in a fresh interpreter, alternating
-with ``curl -o``, best of ``--repeats``. Variants:
+Not part of the benchmark suite's goals; it backs the design choice in README.md (section 3). Each
+variant downloads the same emulator output (emulator in its own process) into tmpfs in a fresh
+interpreter, alternating with ``curl -o``, best of ``--repeats``. Variants:
 
-* ``current``: ``api.download.download()`` as the operator uses it (httpcore's 64 KiB socket reads);
+* ``current``: ``api.download.download()`` as the operator uses it (httpx sends the request; the
+  body is read with ``recv_into`` from the connection's socket into one reusable 1 MiB buffer);
+* ``httpx 64KiB (before)``: the previous ``download()`` loop: ``iter_raw()`` over httpcore's 64 KiB reads;
+* ``iter_raw(1MiB)``: the same with ``iter_raw(chunk_size=1 MiB)`` (re-chunks; the socket reads stay 64 KiB);
 * ``read=256KiB`` / ``read=1MiB``: the same with httpcore's ``HTTP11Connection.READ_NUM_BYTES`` raised
   (a class attribute: process-wide, shown only to locate the cost);
 * ``ranges=K``: K parallel ``Range`` requests (threads, shared ``httpx.Client``), ``os.pwrite`` per part;
@@ -36,6 +39,8 @@ import _common as common
 
 VARIANTS = (
     "current",
+    "httpx 64KiB (before)",
+    "iter_raw(1MiB)",
     "read=256KiB",
     "read=1MiB",
     "ranges=2",
@@ -117,6 +122,18 @@ def _http_client(url: str, path: str) -> int:
 
 
 _POOL: Any = None
+_HTTPX: Any = None
+
+
+def _httpx_client() -> Any:
+    """One httpx client shared by every thread, as ``store_outputs`` shares its ``WaveSpeedClient``'s (a
+    client each would also load an SSL context each: ~30 ms of CPU apiece, counted against the variant)."""
+    import httpx
+
+    global _HTTPX
+    if _HTTPX is None:
+        _HTTPX = httpx.Client(timeout=60)
+    return _HTTPX
 
 
 def _urllib3(url: str, path: str) -> int:
@@ -141,8 +158,6 @@ def _urllib3(url: str, path: str) -> int:
 
 
 def _one(variant: str, url: str, path: str) -> int:
-    import httpx
-
     from airflow_provider_wavespeed.api.download import download
     from airflow_provider_wavespeed.api.retry import RetryPolicy
 
@@ -152,10 +167,17 @@ def _one(variant: str, url: str, path: str) -> int:
         return _http_client(url, path)
     if variant == "urllib3 readinto":
         return _urllib3(url, path)
+    if variant in ("httpx 64KiB (before)", "iter_raw(1MiB)"):
+        with open(path, "wb") as fh:
+            size = 0
+            with _httpx_client().stream("GET", url, headers={"Accept-Encoding": "identity"}) as reply:
+                for chunk in reply.iter_raw(None if variant.startswith("httpx") else 1 << 20):
+                    fh.write(chunk)
+                    size += len(chunk)
+            return size
     sink = _FileSink(path)
     try:
-        with httpx.Client(timeout=60) as http:
-            return download(http, url, sink, retry=RetryPolicy()).size
+        return download(_httpx_client(), url, sink, retry=RetryPolicy()).size
     finally:
         sink.fh.close()
 
@@ -208,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1 << 30, help="bytes per output")
     parser.add_argument("--parallel", type=int, default=1, help="outputs fetched at once (threads; curl --parallel)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

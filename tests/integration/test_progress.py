@@ -3,7 +3,8 @@
 One run operator uploads a local 8 MB portrait, waits (deferred) for a prediction held ``processing``
 until the trigger has seen it, and downloads an 8 MB output that the emulator cuts three times, so the
 download is resumed. The transfers' clock is a fake one that moves a fixed step per chunk, so what is
-logged does not depend on how fast this machine moves bytes.
+logged does not depend on how fast this machine moves bytes; downloads read 64 KiB at a time here (not
+the default 1 MiB) so an 8 MB output is many chunks.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import pytest
 from structlog.testing import capture_logs
 
+import airflow_provider_wavespeed.api.download as download_module
 import airflow_provider_wavespeed.api.progress as progress_module
 import airflow_provider_wavespeed.api.upload as upload_module
 import airflow_provider_wavespeed.hooks.wavespeed as hook_module
@@ -26,6 +28,7 @@ STEP = 0.01
 EVERY = 0.05
 CHUNKS_PER_LINE = round(EVERY / STEP)
 SIZE = 8 * 1024 * 1024
+READ_BYTES = 64 * 1024
 
 DOWNLOAD_LINE = re.compile(r"^Downloading (\S+): ([\d.]+) of ([\d.]+) MB \((\d+)%\) at ([\d.]+) MB/s$")
 UPLOAD_LINE = re.compile(r"^Uploading (\S+): ([\d.]+) of ([\d.]+) MB \((\d+)%\) at ([\d.]+) MB/s$")
@@ -68,6 +71,7 @@ def progress_run(airflow_db, tmp_path_factory):
         mp.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", emulator.connection_json())
         mp.setattr(progress_module, "PROGRESS_EVERY_SECONDS", EVERY)
         mp.setattr(progress_module, "monotonic", StepClock(STEP))
+        mp.setattr(download_module, "READ_BYTES", READ_BYTES)
         mp.setattr(hook_module, "RetryPolicy", functools.partial(RetryPolicy, initial_wait=0.01, max_wait=0.02))
         for logger in watched:
             logger.addHandler(handler)
@@ -118,7 +122,7 @@ def test_a_download_logs_bytes_percent_and_rate_at_most_once_per_interval(progre
     prediction_id = xcom_value(dr, "render")["prediction_id"]
     assert emulator.stats.cut_downloads == 3  # the download was resumed three times
     lines = lines_of(progress_run["records"], DOWNLOAD_LINE)
-    chunks_received = SIZE // (64 * 1024)
+    chunks_received = SIZE // READ_BYTES
     assert len(lines) >= chunks_received // (2 * CHUNKS_PER_LINE), "progress is reported along the way"
     assert len(lines) <= chunks_received // CHUNKS_PER_LINE + 4, "progress is throttled, not logged per chunk"
     for _, match in lines:
