@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# Test-only services for the production-shaped cluster suite (tests/cluster): a PostgreSQL 15
-# server (metadata DB) and redis-server (Celery broker). Idempotent: installs only what is
-# missing, with apt (needs root, as on CI). Nothing is started or enabled here; the tests start
-# private instances on 127.0.0.1 themselves.
+# Test-only services for the production-shaped cluster suite (tests/cluster): a PostgreSQL
+# server as the metadata DB (15 on Debian bookworm) and redis-server as the Celery broker.
+# Idempotent: installs only what is missing, with apt (needs root, as on CI). Nothing is started
+# or enabled here; the tests start private instances on 127.0.0.1 themselves.
 set -euo pipefail
 
 have_postgres() {
-    [ -x /usr/lib/postgresql/15/bin/postgres ] && [ -x /usr/lib/postgresql/15/bin/initdb ] \
-        && id postgres >/dev/null 2>&1
+    # Any Debian/Ubuntu server version (bookworm ships 15); the tests pick the newest one found.
+    for bin in /usr/lib/postgresql/*/bin; do
+        [ -x "$bin/postgres" ] && [ -x "$bin/initdb" ] && id postgres >/dev/null 2>&1 && return 0
+    done
+    return 1
 }
 have_redis() { command -v redis-server >/dev/null 2>&1; }
 
 missing=()
-have_postgres || missing+=(postgresql-15)
+have_postgres || missing+=(postgresql)
 have_redis || missing+=(redis-server)
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "install-test-services: postgresql 15 and redis-server already present"
+    echo "install-test-services: postgresql and redis-server already present"
     exit 0
 fi
 

@@ -23,9 +23,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-PG_BIN = Path(os.environ.get("WAVESPEED_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _newest_pg_bin() -> Path:
+    """``/usr/lib/postgresql/<newest version>/bin`` (Debian/Ubuntu layout); 15 on Debian bookworm."""
+    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "postgres").exists()]
+    found.sort(key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = Path(os.environ.get("WAVESPEED_TEST_PG_BIN") or _newest_pg_bin())
 REDIS_SERVER = os.environ.get("WAVESPEED_TEST_REDIS_SERVER", "redis-server")
-INSTALL_HINT = "run scripts/install-test-services.sh (apt: postgresql-15, redis-server)"
+INSTALL_HINT = "run scripts/install-test-services.sh (apt: postgresql, redis-server)"
 
 
 class ServiceError(RuntimeError):
