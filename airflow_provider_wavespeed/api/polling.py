@@ -79,7 +79,8 @@ class PollSchedule:
     def base_interval(self, waited: float) -> float:
         """The sleep before jitter, within ``[min_interval, max_interval]``."""
         hint = self.expected_runtime
-        if hint is not None and waited < hint / 2:
+        # Within the jitter of E/2 counts as there: no top-up poll seconds after a jittered first sleep.
+        if hint is not None and waited < hint / 2 * (1 - self.jitter):
             target = hint / 2 - waited
         elif hint is not None and waited < hint:
             target = self.hint_growth * waited

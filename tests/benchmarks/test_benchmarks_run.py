@@ -46,12 +46,23 @@ def test_triggerer_benchmark_compares_trigger_with_bare_httpx_and_http_sensor_tr
     assert_has_goal_table(output, "CPU/poll, trigger / bare httpx", "loop lag p99", "RSS growth per 1,000 triggers")
 
 
-def test_polling_benchmark_reports_polls_and_detection_delay_per_job_length() -> None:
+def test_polling_benchmark_reports_polls_and_detection_delay_blind_and_hinted_per_job_length() -> None:
     output = run_quick("bench_polling.py")
-    for job in ("| 5 s", "| 60 s", "| 600 s"):
+    for job in ("| 5 s", "| 30 s", "| 60 s", "| 120 s", "| 600 s", "| 30-120 s mean"):
         assert job in output
+    for variant in ("| fixed 5 s", "| blind", "| hint right", "| hint 2x long", "| hint 2x short", "| before: blind"):
+        assert variant in output
+    assert "## Polling, live against the emulator" in output
     assert "## Schedule math alone" in output
-    assert_has_goal_table(output, "trigger (image, min 2 s)", "trigger (video, min 5 s)")
+    assert_has_goal_table(
+        output,
+        "blind: polls, 30-120 s jobs",
+        "blind: delay, 5 s image job",
+        "hint right: polls",
+        "hint 2x long",
+        "hint 2x short",
+        "API's minimum",
+    )
 
 
 def test_download_benchmark_compares_store_outputs_with_curl() -> None:
