@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import textwrap
 import threading
 import time
@@ -332,3 +333,24 @@ def env_without_pytest() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTEST_CURRENT_TEST", None)
     return env
+
+
+def metadata_db_files() -> list[Path]:
+    from airflow.configuration import conf
+
+    db = Path(conf.get("database", "sql_alchemy_conn").removeprefix("sqlite:///"))
+    return [p for p in (db, Path(f"{db}-wal"), Path(f"{db}-journal")) if p.exists()]
+
+
+def db_cells_containing(text: str) -> list[str]:
+    """``table.column`` of every text/blob cell in the metadata DB that contains ``text``."""
+    hits = []
+    with sqlite3.connect(metadata_db_files()[0]) as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            columns = [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
+            for column in columns:
+                query = f'SELECT COUNT(*) FROM "{table}" WHERE instr(CAST("{column}" AS TEXT), ?) > 0'
+                if db.execute(query, (text,)).fetchone()[0]:
+                    hits.append(f"{table}.{column}")
+    return hits

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.support import (
     FLUX,
     LONG_KEY,
     dags_folder,
+    db_cells_containing,
     held_until,
     load_dag,
     log_events,
@@ -569,27 +569,6 @@ def test_nsfw_policy_keep_stores_skip_stores_nothing_and_fail_fails(emulator, ru
 # -- the key stays secret ------------------------------------------------------------------------------
 
 
-def _db_files() -> list[Path]:
-    from airflow.configuration import conf
-
-    db = Path(conf.get("database", "sql_alchemy_conn").removeprefix("sqlite:///"))
-    return [p for p in (db, Path(f"{db}-wal"), Path(f"{db}-journal")) if p.exists()]
-
-
-def _db_rows_with(text: str) -> list[str]:
-    """``table.column`` of every text/blob cell in the metadata DB that contains ``text``."""
-    hits = []
-    with sqlite3.connect(_db_files()[0]) as db:
-        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            columns = [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
-            for column in columns:
-                query = f'SELECT COUNT(*) FROM "{table}" WHERE instr(CAST("{column}" AS TEXT), ?) > 0'
-                if db.execute(query, (text,)).fetchone()[0]:
-                    hits.append(f"{table}.{column}")
-    return hits
-
-
 def test_the_api_key_never_reaches_xcom_rendered_fields_the_db_or_the_logs(
     long_key_emulator, run_dag, tmp_path, monkeypatch, all_output
 ):
@@ -618,8 +597,8 @@ def test_the_api_key_never_reaches_xcom_rendered_fields_the_db_or_the_logs(
             assert LONG_KEY not in json.dumps(row.value, default=str), row.key
         for row in rendered:
             assert LONG_KEY not in json.dumps(row.rendered_fields, default=str), row.task_id
-    assert _db_rows_with(LONG_KEY) == []
-    assert _db_rows_with(LONG_KEY[10:40]) == []
+    assert db_cells_containing(LONG_KEY) == []
+    assert db_cells_containing(LONG_KEY[10:40]) == []
     output = all_output()
     assert "WaveSpeed API error 401" in output  # the failure was logged ...
     assert LONG_KEY not in output  # ... without the key
