@@ -96,12 +96,9 @@ def wait_terminal(emulator: WaveSpeedEmulator, prediction_id: str) -> str:
 
 
 @contextlib.contextmanager
-def held_until(emulator: Any, condition: Callable[[], bool], timeout: float = 120.0) -> Iterator[None]:
-    """Every prediction stays ``processing`` until ``condition()`` holds (or ``timeout`` passes), then moves on.
-
-    Holds a state for as long as the test needs to observe it, instead of hoping a run time is long enough
-    on a busy machine. ``condition`` is checked from a thread while the body (e.g. ``dag.test()``) runs.
-    """
+def when(condition: Callable[[], bool], action: Callable[[], object], timeout: float = 120.0) -> Iterator[None]:
+    """Run ``action`` once ``condition()`` holds (or ``timeout`` passes), checked from a thread while the
+    body (e.g. ``dag.test()``) runs; ``action`` runs exactly once, at the latest when the body ends."""
     stop = threading.Event()
 
     def watch() -> None:
@@ -113,9 +110,8 @@ def held_until(emulator: Any, condition: Callable[[], bool], timeout: float = 12
                         return
                 stop.wait(0.02)
         finally:
-            emulator.configure(hold_predictions=False)
+            action()
 
-    emulator.configure(hold_predictions=True)
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     try:
@@ -123,6 +119,18 @@ def held_until(emulator: Any, condition: Callable[[], bool], timeout: float = 12
     finally:
         stop.set()
         thread.join(30)
+
+
+@contextlib.contextmanager
+def held_until(emulator: Any, condition: Callable[[], bool], timeout: float = 120.0) -> Iterator[None]:
+    """Every prediction stays ``processing`` until ``condition()`` holds (or ``timeout`` passes), then moves on.
+
+    Holds a state for as long as the test needs to observe it, instead of hoping a run time is long enough
+    on a busy machine.
+    """
+    emulator.configure(hold_predictions=True)
+    with when(condition, lambda: emulator.configure(hold_predictions=False), timeout):
+        yield
 
 
 def polled(emulator: WaveSpeedEmulator, times: int) -> Callable[[], bool]:

@@ -7,11 +7,8 @@ as an uploaded WAV), and enforces a per-minute submit limit when asked to.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,7 +22,7 @@ from airflow_provider_wavespeed.operators.wavespeed import (
     BATCH_TOTAL_XCOM_KEY,
     COST_XCOM_KEY,
 )
-from tests.support import AVATAR, FLUX, dag_file, log_events, task_states, tis_of, xcom_value
+from tests.support import AVATAR, FLUX, dag_file, log_events, task_states, tis_of, when, xcom_value
 
 PORTRAIT = "https://example.com/portrait.png"
 
@@ -250,28 +247,6 @@ def test_a_rate_limited_submit_waits_for_the_window_and_submits_once_without_fai
     assert xcom_value(dr, "submit") in emulator.predictions
     assert "was rate limited (429, nothing was created" in all_output()
     assert ("deferred" in log_events(dr, "submit")) == deferrable  # waited in the triggerer, not a worker slot
-
-
-@contextlib.contextmanager
-def when(condition: Callable[[], bool], action: Callable[[], object], timeout: float = 120.0) -> Iterator[None]:
-    """Run ``action`` once ``condition()`` holds, checked from a thread while the body runs (bounded)."""
-    stop = threading.Event()
-
-    def watch() -> None:
-        deadline = time.monotonic() + timeout
-        while not stop.is_set() and time.monotonic() < deadline:
-            if condition():
-                action()
-                return
-            stop.wait(0.02)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 @pytest.mark.parametrize(
