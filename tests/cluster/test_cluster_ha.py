@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ import httpx
 import psutil
 import pytest
 from airflow_cluster import SCHEDULER, TRIGGERER, AirflowCluster, AirflowClusterError
-from cluster_settings import TRIGGERER_HEALTH_CHECK_THRESHOLD, report
+from cluster_settings import MEASUREMENT_TRIGGERER_CAPACITY, TRIGGERER_HEALTH_CHECK_THRESHOLD, report
 
 from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
 
@@ -553,11 +554,19 @@ def test_a_task_whose_worker_dies_after_its_submit_reuses_its_prediction_on_the_
 
 
 def test_triggerer_cpu_and_rss_for_1000_waits_shared_by_two_triggerers(cluster, emulator):
-    # Scenario 2 left one triggerer: start a second one so two share the waits again.
-    if len(cluster.job_ids_by_hostname("TriggererJob")) < 2:
-        cluster.start_triggerer(name=f"{TRIGGERER}-3")
-    triggerers = {name: cluster.process(name) for name in cluster.process_names() if name.startswith(TRIGGERER)}
-    assert len(triggerers) == 2, triggerers
+    # Two fresh triggerers with room for 600 triggers each (the scenarios ran with a capacity of 35),
+    # then the older ones stop (SIGTERM, a clean shutdown): two triggerers share the 1,000 waits.
+    old = [name for name in cluster.process_names() if name.startswith(TRIGGERER)]
+    capacity = {"AIRFLOW__TRIGGERER__CAPACITY": str(MEASUREMENT_TRIGGERER_CAPACITY)}
+    fresh = [f"{TRIGGERER}-{n}" for n in range(3, 10) if f"{TRIGGERER}-{n}" not in old][:2]
+    for name in fresh:
+        cluster.start_triggerer(name=name, env=capacity)
+    for name in old:
+        cluster.kill_process(name, signal.SIGTERM, timeout=30)
+    wait_until(
+        "only the two new triggerers alive", lambda: set(cluster.job_ids_by_hostname("TriggererJob")) == set(fresh), 60
+    )
+    triggerers = {name: cluster.process(name) for name in fresh}
 
     began = time.monotonic()
 

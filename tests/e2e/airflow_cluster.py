@@ -401,9 +401,11 @@ class AirflowCluster:
             handle.write(f"\n===== {time.strftime('%H:%M:%S')} harness: {text}\n".encode())
             handle.flush()
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
         handle = self._open_log(name, f"starting: airflow {' '.join(args)}")
-        env = {**self.env, HOSTNAME_ENV: name} if self.distinct_hostnames else self.env
+        env = {**self.env, **(env or {})}
+        if self.distinct_hostnames:
+            env[HOSTNAME_ENV] = name
         proc = subprocess.Popen(
             self._airflow_cmd(*args),
             env=env,
@@ -489,15 +491,23 @@ class AirflowCluster:
             raise
         return self
 
-    def _start_triggerer_process(self, name: str = TRIGGERER) -> subprocess.Popen[bytes]:
-        return self._spawn(name, "triggerer", "--skip-serve-logs")
+    def _start_triggerer_process(
+        self, name: str = TRIGGERER, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        return self._spawn(name, "triggerer", "--skip-serve-logs", env=env)
 
-    def start_triggerer(self, timeout: float = 45.0, name: str = TRIGGERER) -> int:
-        """Start a (new) triggerer called ``name`` and wait until its job heartbeats; return its job id."""
+    def start_triggerer(
+        self, timeout: float = 45.0, name: str = TRIGGERER, env: Mapping[str, str] | None = None
+    ) -> int:
+        """Start a (new) triggerer called ``name`` and wait until its job heartbeats; return its job id.
+
+        ``env`` adds to (or overrides) the cluster's environment for this process only, e.g.
+        ``{"AIRFLOW__TRIGGERER__CAPACITY": "600"}``.
+        """
         if name in self._processes:
             raise AirflowClusterError(f"{name} is already running; kill_triggerer() first")
         before = self._max_job_id("TriggererJob")
-        self._start_triggerer_process(name)
+        self._start_triggerer_process(name, env)
         return self._wait_new_job("TriggererJob", after_id=before, deadline=time.monotonic() + timeout)
 
     def _start_celery_worker_process(self, name: str) -> subprocess.Popen[bytes]:
