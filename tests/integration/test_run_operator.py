@@ -23,6 +23,7 @@ from airflow_provider_wavespeed.operators.wavespeed import (
     prediction_console_url,
 )
 from tests.support import (
+    AIRFLOW_VERSION,
     AVATAR,
     AVATAR_INPUTS,
     FLUX,
@@ -147,11 +148,21 @@ def link_run(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
                 single >> mapped >> links_from_get_link()
             """,
         )
-        with DeferralWatcher(dag_id, emulator, expected=3) as watcher:
+        # 3.1 writes no 'deferred' log row to watch for: nothing is held there (those two tests skip on 3.1)
+        expected = 3 if AIRFLOW_VERSION >= (3, 3) else 0
+        with DeferralWatcher(dag_id, emulator, expected=expected) as watcher:
             dr = dag.test()
         yield {"dr": dr, "watcher": watcher, "emulator": emulator}
 
 
+#: These observe the deferral from outside through its 'deferred' log row, which 3.1's dag.test() does not write
+#: (it runs the trigger inline); the extra-link tests below still check the pushed links on 3.1.
+needs_deferred_log_row = pytest.mark.skipif(
+    AIRFLOW_VERSION < (3, 3), reason="Airflow 3.1's dag.test() records no 'deferred' log row to observe"
+)
+
+
+@needs_deferred_log_row
 def test_the_run_operator_pushes_the_prediction_link_before_it_defers(link_run):
     dr, watcher = link_run["dr"], link_run["watcher"]
     assert task_states(dr) == {"single": "success", "mapped": "success", "links_from_get_link": "success"}
@@ -163,6 +174,7 @@ def test_the_run_operator_pushes_the_prediction_link_before_it_defers(link_run):
     assert xcom_value(dr, "single", key=LINK_XCOM_KEY) == expected
 
 
+@needs_deferred_log_row
 def test_each_map_index_of_a_mapped_run_operator_gets_its_own_prediction_link_while_deferred(link_run):
     dr, watcher, emulator = link_run["dr"], link_run["watcher"], link_run["emulator"]
     from airflow.models.xcom import XComModel
