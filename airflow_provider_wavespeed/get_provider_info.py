@@ -23,7 +23,12 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
-        "operators": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.operators.wavespeed"]}],
+        "operators": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": [f"{_PKG}.operators.wavespeed", f"{_PKG}.operators.budget"],
+            }
+        ],
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors.wavespeed"]}],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.hooks.wavespeed"]}],
         "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers.wavespeed"]}],

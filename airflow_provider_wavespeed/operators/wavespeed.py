@@ -1,36 +1,40 @@
-"""WaveSpeedSubmitOperator, WaveSpeedBudgetOperator, WaveSpeedDownloadOperator, WaveSpeedRunOperator, the extra link."""
+"""WaveSpeedSubmitOperator, WaveSpeedDownloadOperator, WaveSpeedRunOperator (with WaveSpeedBudgetOperator,
+from ``operators.budget``) and the prediction extra link. How a submit is made exactly once: ``submission``."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import random
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from airflow.providers.common.compat.sdk import BaseOperator, BaseOperatorLink, Context, XCom
 
-from airflow_provider_wavespeed.api.errors import (
-    WaveSpeedError,
-    WaveSpeedInputError,
-    WaveSpeedRateLimitError,
-    WaveSpeedSubmitAmbiguousError,
-)
-from airflow_provider_wavespeed.api.models import TERMINAL_FAILURE_STATUSES, Prediction
+from airflow_provider_wavespeed.api.errors import WaveSpeedError
+from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.protocol import check_model_id, check_prediction_id, check_submit_options
-from airflow_provider_wavespeed.api.reconcile import UNKNOWN_SKEW_SECONDS, SubmitWindow, ambiguity_message, candidates
 from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Failed, Finished
 from airflow_provider_wavespeed.assets import emit_output_events
 from airflow_provider_wavespeed.deferral import default_deferrable
 from airflow_provider_wavespeed.destinations import Destination
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from airflow_provider_wavespeed.operators.budget import (
+    BATCH_QUOTES_XCOM_KEY,
+    BATCH_TOTAL_XCOM_KEY,
+    WaveSpeedBudgetOperator,
+)
 from airflow_provider_wavespeed.output_downloads import store_outputs
+from airflow_provider_wavespeed.parameters import check_seconds, check_usd
 from airflow_provider_wavespeed.sensors.wavespeed import DEFER_TIMEOUT_GRACE
+from airflow_provider_wavespeed.submission import (
+    CLAIM_XCOM_KEY,
+    COST_XCOM_KEY,
+    LINK_XCOM_KEY,
+    SubmitsOnce,
+    own_xcom,
+    prediction_console_url,
+)
 from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
     check_expected_runtime,
@@ -43,35 +47,19 @@ from airflow_provider_wavespeed.task_results import (
 )
 from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
 
-LINK_XCOM_KEY = "wavespeed_prediction_url"
-#: The prediction id a task submitted or adopted, pushed at once: sibling tasks resolving a lost reply skip it.
-CLAIM_XCOM_KEY = "wavespeed_prediction_id"
-STATE_KEY = "wavespeed_prediction"
-#: After an ambiguous lost reply, how often (and how far apart) the history is searched again while
-#: sibling tasks that submitted at the same moment push their claims.
-SETTLE_CHECKS = 3
-SETTLE_PAUSE_SECONDS = 5.0
-#: Submits in a row that may go unanswered (each resolved through the history) before the task gives up.
-MAX_UNANSWERED_SUBMITS = 3
-CONSOLE_MODEL_URL = "https://wavespeed.ai/models/{model}"
-#: The price quote (USD) of the task's prediction, None when no quote could be had.
-COST_XCOM_KEY = "wavespeed_cost_usd"
-#: WaveSpeedBudgetOperator: the quote of every item, in batch order, and their total (USD).
-BATCH_QUOTES_XCOM_KEY = "wavespeed_quotes"
-#: A task waiting out a rate limit: since when, how many 429s, and the priced inputs to submit on resume.
-RATE_LIMITED_XCOM_KEY = "wavespeed_rate_limited"
-BATCH_TOTAL_XCOM_KEY = "wavespeed_total_cost_usd"
-#: The shortest pause after a rate-limited submit. Deferring for less races Airflow itself: the worker
-#: that deferred takes a few seconds to exit, and a task resumed before the scheduler has seen that
-#: exit is marked failed ("task state changed externally", seen on Airflow 3.1 and 3.3).
-RATE_LIMIT_MIN_PAUSE_SECONDS = 15.0
-#: Without a ``Retry-After``, the jitter on top of that minimum: up to this much, doubling per 429.
-RATE_LIMIT_FIRST_JITTER_SECONDS = 10.0
-RATE_LIMIT_MAX_PAUSE_SECONDS = 90.0
-
-
-def prediction_console_url(model: str, prediction_id: str) -> str:
-    return CONSOLE_MODEL_URL.format(model=quote(model, safe="/")) + f"?prediction_id={quote(prediction_id)}"
+__all__ = [
+    "BATCH_QUOTES_XCOM_KEY",
+    "BATCH_TOTAL_XCOM_KEY",
+    "CLAIM_XCOM_KEY",
+    "COST_XCOM_KEY",
+    "LINK_XCOM_KEY",
+    "WaveSpeedBudgetOperator",
+    "WaveSpeedDownloadOperator",
+    "WaveSpeedPredictionLink",
+    "WaveSpeedRunOperator",
+    "WaveSpeedSubmitOperator",
+    "prediction_console_url",
+]
 
 
 class WaveSpeedPredictionLink(BaseOperatorLink):
@@ -83,37 +71,7 @@ class WaveSpeedPredictionLink(BaseOperatorLink):
         return XCom.get_value(ti_key=ti_key, key=LINK_XCOM_KEY) or ""
 
 
-def inputs_fingerprint(model: str, inputs: Mapping[str, Any]) -> str:
-    blob = json.dumps({"model": model, "inputs": inputs}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def check_usd(name: str, value: float | None, *, positive: bool = False) -> float | None:
-    """``value`` when it is an amount of USD (None allowed); else a ValueError naming the parameter."""
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0 or (positive and value == 0):
-        kind = "a positive" if positive else "a non-negative"
-        raise ValueError(f"{name} must be {kind} number of USD, got {value!r}")
-    return float(value)
-
-
-def check_seconds(name: str, value: float) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-def rate_limit_pause(retry_after: float | None, earlier_429s: int) -> float:
-    """Seconds to wait after a 429: the API's ``Retry-After`` when it sends one, else the minimum plus
-    a jitter that doubles with each 429, so a mapped batch does not retry in lockstep."""
-    if retry_after is not None:
-        return max(retry_after, RATE_LIMIT_MIN_PAUSE_SECONDS) + random.uniform(0.0, 1.0)
-    jitter = RATE_LIMIT_FIRST_JITTER_SECONDS * 2 ** min(earlier_429s, 8)
-    return min(RATE_LIMIT_MAX_PAUSE_SECONDS, RATE_LIMIT_MIN_PAUSE_SECONDS + random.uniform(0.0, jitter))
-
-
-class WaveSpeedSubmitOperator(BaseOperator):
+class WaveSpeedSubmitOperator(SubmitsOnce):
     """
     Submit a prediction to a WaveSpeed model and return its id (XCom ``return_value``).
 
@@ -199,437 +157,6 @@ class WaveSpeedSubmitOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         return self.submit_or_reuse(context).id
-
-    def resume_after_rate_limit(self, context: Context, event: Any = None) -> Any:
-        """Back from a deferred rate-limit pause: run ``execute`` again (it submits; nothing was created)."""
-        saved = own_xcom(context, self.task_id, RATE_LIMITED_XCOM_KEY)
-        self._rate_limited = dict(saved) if isinstance(saved, dict) else {}
-        return self.execute(context)
-
-    def submit_or_reuse(self, context: Context) -> Prediction:
-        """The prediction for this task: reused from an earlier try, or submitted now (once)."""
-        model, inputs = self._checked_arguments()
-        fingerprint = inputs_fingerprint(model, inputs)
-        store = context.get("task_state_store") if self.reuse_existing else None
-        saved = self._saved_state(store, fingerprint)
-        try:
-            if saved is not None and "pending" in saved:
-                reused = self._resolve_pending(context, saved)
-            elif saved is not None:
-                reused = self._reusable_prediction(saved)
-            elif store is None and self.reuse_existing:
-                reused = self._reusable_from_history(context, model, inputs)
-            else:
-                reused = None
-            if reused is not None:
-                self._announce(context, reused)
-                return reused
-            payload = self._payload_and_cost(model, inputs, fingerprint)
-            prediction = self._submit_when_allowed(context, store, model, payload, fingerprint)
-        except WaveSpeedError as exc:
-            raise final_error(exc, self.task_id) from None
-        except FileNotFoundError as exc:
-            raise AirflowFailException(f"{self.task_id}: {exc}") from None
-        if store is not None:
-            store.set(
-                STATE_KEY, {"id": prediction.id, "model": model, "fingerprint": fingerprint, "cost_usd": self.cost_usd}
-            )
-        self.log.info("Submitted prediction %s to %s (status %s)", prediction.id, model, prediction.status)
-        self._announce(context, prediction)
-        return prediction
-
-    def _payload_and_cost(self, model: str, inputs: dict[str, Any], fingerprint: str) -> dict[str, Any]:
-        """Checked, uploaded and priced inputs, ready to submit (after a rate-limit pause: as they were)."""
-        earlier = self._rate_limited
-        if earlier.get("fingerprint") == fingerprint and isinstance(earlier.get("payload"), dict):
-            self.cost_usd = earlier.get("cost_usd")
-            return dict(earlier["payload"])
-        if self.validate_inputs:
-            unknown = self.hook.validate_inputs(model, inputs)
-            if unknown:
-                self.log.warning("Model %s does not declare inputs %s; sending them anyway", model, unknown)
-        self._check_balance()
-        payload = self.hook.resolve_media_inputs(inputs, conn_id=self.media_conn_id)
-        self.cost_usd = self._quote(model, payload)
-        return payload
-
-    def _quote(self, model: str, payload: dict[str, Any]) -> float | None:
-        """The price of this prediction; above ``max_cost``, or unknown with ``max_cost`` set: fail, unbilled."""
-        try:
-            cost = self.hook.quote(model, payload)
-        except WaveSpeedError as exc:
-            if self.max_cost is not None:
-                raise AirflowFailException(
-                    f"{self.task_id}: max_cost is {self.max_cost:.2f} USD but no price quote for {model} could be "
-                    f"had ({exc}); nothing was submitted. Retry later, or unset max_cost to submit unquoted."
-                ) from None
-            self.log.warning("No price quote for %s (%s); submitting without one", model, exc)
-            return None
-        if self.max_cost is not None and cost > self.max_cost:
-            raise AirflowFailException(
-                f"{self.task_id}: the price quote for {model} is {cost:.4f} USD, above max_cost "
-                f"{self.max_cost:.4f} USD; nothing was submitted. Raise max_cost or change the inputs."
-            )
-        limit = f" (max_cost {self.max_cost:.4f} USD)" if self.max_cost is not None else ""
-        self.log.info("Price quote for %s: %.4f USD%s", model, cost, limit)
-        return cost
-
-    def _submit_when_allowed(
-        self, context: Context, store: Any, model: str, payload: dict[str, Any], fingerprint: str
-    ) -> Prediction:
-        """Submit; a rate-limited submit (429: nothing was created) waits and submits again, within bounds."""
-        state = self._rate_limited
-        while True:
-            try:
-                return self._submit(context, store, model, payload, fingerprint)
-            except WaveSpeedRateLimitError as exc:
-                now = time.time()
-                since = float(state.get("since") or now)
-                count = int(state.get("count") or 0)
-                if now - since >= self.rate_limit_timeout:
-                    raise AirflowFailException(
-                        f"{self.task_id}: submits to {model} were rate limited for {now - since:.0f} s "
-                        f"(rate_limit_timeout {self.rate_limit_timeout:.0f} s); nothing was created. The account's "
-                        "per-minute limit is lower than this batch needs: lower the pool or max_active_tis_per_dagrun, "
-                        "raise rate_limit_timeout, or upgrade the account level."
-                    ) from None
-                pause = min(rate_limit_pause(exc.retry_after, count), since + self.rate_limit_timeout - now)
-                state = {"since": since, "count": count + 1}
-                self.log.warning(
-                    "Submit to %s was rate limited (429, nothing was created; %d so far): submitting again in %.0f s",
-                    model,
-                    count + 1,
-                    pause,
-                )
-                if self.deferrable:
-                    self._defer_for_rate_limit(
-                        context, pause, {**state, "fingerprint": fingerprint, "payload": payload}
-                    )
-                time.sleep(pause)
-
-    def _defer_for_rate_limit(self, context: Context, pause: float, state: dict[str, Any]) -> None:
-        from airflow.providers.common.compat.standard.triggers import TimeDeltaTrigger
-
-        state["cost_usd"] = self.cost_usd
-        # XCom, not the deferral's kwargs: they outlive the deferral within this try, in dag.test() too.
-        context["ti"].xcom_push(key=RATE_LIMITED_XCOM_KEY, value=state)
-        self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=pause)), method_name="resume_after_rate_limit")
-
-    def _submit(
-        self, context: Context, store: Any, model: str, payload: dict[str, Any], fingerprint: str
-    ) -> Prediction:
-        """Submit; when the reply is lost and history is ambiguous, wait for sibling tasks' claims to settle.
-
-        Still ambiguous after that: the window and candidates are recorded in the task state store
-        before the task fails, so that no later try submits these inputs again before resolving them.
-        """
-        for _ in range(MAX_UNANSWERED_SUBMITS):
-            try:
-                return self.hook.submit(
-                    model,
-                    payload,
-                    webhook=self.webhook,
-                    claimed_ids=lambda: self._claims(context),
-                    retry_rate_limits=False,
-                )
-            except WaveSpeedSubmitAmbiguousError as exc:
-                if exc.window is None:
-                    raise
-                window = SubmitWindow.from_json(exc.window)
-                found = self._settled_candidates(context, window, payload, len(exc.candidate_ids))
-                if len(found) == 1:
-                    self.log.warning("Adopted prediction %s: sibling tasks claimed the other candidates", found[0].id)
-                    return found[0]
-                if found:
-                    ids = [p.id for p in found]
-                    if store is not None:
-                        store.set(
-                            STATE_KEY,
-                            {
-                                "pending": window.to_json(),
-                                "candidates": ids,
-                                "model": model,
-                                "fingerprint": fingerprint,
-                                "payload": payload,
-                            },
-                        )
-                    raise WaveSpeedSubmitAmbiguousError(
-                        model, ambiguity_message(window, ids), ids, exc.window
-                    ) from None
-                self.log.warning("Sibling tasks claimed every candidate: the unanswered submit created nothing")
-        raise WaveSpeedSubmitAmbiguousError(
-            model, f"{MAX_UNANSWERED_SUBMITS} submits to {model} in a row got no reply; not trying again"
-        )
-
-    def _settled_candidates(
-        self, context: Context, window: SubmitWindow, payload: dict[str, Any], seen: int
-    ) -> list[Prediction]:
-        """Search ``window`` again while sibling tasks that submitted at the same time claim their predictions."""
-        found: list[Prediction] = []
-        for check in range(SETTLE_CHECKS):
-            if check:
-                time.sleep(SETTLE_PAUSE_SECONDS)
-            found = candidates(self.hook.list_predictions, window, payload, self._claims(context))
-            self.log.info("History %s: %d unclaimed candidate(s) of %d", window.describe(), len(found), seen)
-            if len(found) <= 1:
-                break
-        return found
-
-    def _claims(self, context: Context) -> set[str]:
-        """Prediction ids that the WaveSpeed tasks of this DAG run (mapped siblings included) have claimed."""
-        task_ids = (
-            [t.task_id for t in self.dag.tasks if isinstance(t, WaveSpeedSubmitOperator)] if self.has_dag() else []
-        )
-        pulled = context["ti"].xcom_pull(task_ids=task_ids or [self.task_id], key=CLAIM_XCOM_KEY)
-        values = pulled if isinstance(pulled, list) else [pulled]
-        return {v for v in values if isinstance(v, str) and v}
-
-    def _saved_state(self, store: Any, fingerprint: str) -> dict[str, Any] | None:
-        saved = store.get(STATE_KEY) if store is not None else None
-        if not isinstance(saved, dict) or not (saved.get("id") or saved.get("pending")):
-            return None
-        if saved.get("fingerprint") != fingerprint:
-            what = saved.get("id") or f"an unanswered submit ({', '.join(saved.get('candidates') or [])})"
-            self.log.warning("An earlier try submitted %s with other model/inputs; submitting anew", what)
-            return None
-        return saved
-
-    def _resolve_pending(self, context: Context, saved: dict[str, Any]) -> Prediction | None:
-        """An earlier try's submit got no reply and history was ambiguous: resolve it before anything else."""
-        window = SubmitWindow.from_json(saved["pending"])
-        payload = saved.get("payload") or {}
-        found = candidates(self.hook.list_predictions, window, payload, self._claims(context))
-        if len(found) > 1:
-            ids = [p.id for p in found]
-            raise AirflowFailException(f"{self.task_id}: {ambiguity_message(window, ids)}")
-        if not found:
-            self.log.warning(
-                "History %s shows no prediction from the earlier try's unanswered submit: submitting", window.describe()
-            )
-            return None
-        adopted = found[0]
-        if adopted.status in TERMINAL_FAILURE_STATUSES:
-            self.log.warning("Prediction %s of an earlier try ended %s; submitting anew", adopted.id, adopted.status)
-            return None
-        self.log.info("Adopted prediction %s of an earlier try's unanswered submit; not submitting again", adopted.id)
-        store = context.get("task_state_store")
-        if store is not None:
-            store.set(STATE_KEY, {"id": adopted.id, "model": window.model, "fingerprint": saved.get("fingerprint")})
-        return adopted
-
-    def _check_balance(self) -> None:
-        if self.min_balance is None:
-            return
-        balance = self.hook.get_balance()
-        if balance < self.min_balance:
-            raise AirflowFailException(
-                f"{self.task_id}: account balance {balance:.2f} USD is below min_balance "
-                f"{self.min_balance:.2f} USD; nothing was submitted. Top up at https://wavespeed.ai"
-            )
-        self.log.info("Account balance %.2f USD (min_balance %.2f)", balance, self.min_balance)
-
-    def _reusable_prediction(self, saved: dict[str, Any]) -> Prediction | None:
-        previous = self.hook.get_prediction(str(saved["id"]))
-        self.cost_usd = saved.get("cost_usd")
-        if previous.status in TERMINAL_FAILURE_STATUSES:
-            self.log.warning("Prediction %s of an earlier try ended %s; submitting anew", previous.id, previous.status)
-            return None
-        self.log.info(
-            "Reusing prediction %s submitted by an earlier try (status %s); not submitting again",
-            previous.id,
-            previous.status,
-        )
-        return previous
-
-    def _reusable_from_history(self, context: Context, model: str, inputs: dict[str, Any]) -> Prediction | None:
-        """Airflow < 3.3 has no task_state_store: find an earlier try's prediction in the history instead.
-
-        Candidates are this model's predictions created since the DAG run started that no other task
-        of the run claimed. Where the history shows inputs, they must match. One candidate is reused
-        (unless it failed); several fail the task with their ids rather than risk paying twice or
-        adopting someone else's prediction.
-        """
-        ti = context["ti"]
-        if getattr(ti, "try_number", 1) <= 1:
-            return None
-        dag_run = context.get("dag_run")
-        since = getattr(dag_run, "start_date", None) or getattr(dag_run, "queued_at", None)
-        if since is None:
-            return None
-        window = SubmitWindow(model, since.timestamp(), time.time() + UNKNOWN_SKEW_SECONDS)
-        found = candidates(self.hook.list_predictions, window, inputs, self._claims(context))
-        if not found:
-            self.log.info("No prediction of an earlier try found in the history; submitting")
-            return None
-        if len(found) > 1:
-            ids = ", ".join(p.id for p in found)
-            raise AirflowFailException(
-                f"{self.task_id}: try {ti.try_number} cannot tell which of these predictions an earlier try "
-                f"submitted: {ids}. Not submitting again to avoid paying twice; wait on the right id with "
-                "WaveSpeedPredictionSensor(prediction_id=...), or set reuse_existing=False to submit anew, "
-                "knowingly accepting a possible second charge (Airflow >= 3.3 tracks this exactly)."
-            )
-        if found[0].status in TERMINAL_FAILURE_STATUSES:
-            self.log.warning("Prediction %s of an earlier try ended %s; submitting anew", found[0].id, found[0].status)
-            return None
-        self.log.info("Reusing prediction %s of an earlier try (history); not submitting again", found[0].id)
-        return found[0]
-
-    def _announce(self, context: Context, prediction: Prediction) -> None:
-        """Claim the prediction (sibling tasks resolving a lost reply leave it out) and push its console link."""
-        ti = context["ti"]
-        ti.xcom_push(key=CLAIM_XCOM_KEY, value=prediction.id)
-        ti.xcom_push(key=LINK_XCOM_KEY, value=prediction_console_url(prediction.model or self.model, prediction.id))
-        ti.xcom_push(key=COST_XCOM_KEY, value=self.cost_usd)
-
-
-class WaveSpeedBudgetOperator(BaseOperator):
-    """
-    Quote every item of a batch and fail, before anything is submitted, when the total is over budget.
-
-    Put it in front of a mapped submit or run task: ``WaveSpeedRunOperator.partial(...).expand(
-    inputs=budget.output)`` fans out only behind the gate. Returns ``batch`` unchanged; the per-item
-    quotes and the total (USD) are logged and pushed as XComs ``wavespeed_quotes`` and
-    ``wavespeed_total_cost_usd``. Items are checked against the model's schema first, and quoted with
-    their media inputs resolved (local files uploaded), as they will be submitted. When any item
-    cannot be quoted the gate stays closed.
-
-    :param model: model id every item runs on (templated).
-    :param batch: list of input dicts, one per prediction (templated; an ``XComArg`` works).
-    :param max_total_cost: the most the whole batch may cost, in USD (templated, e.g. from a param).
-    :param wavespeed_conn_id: connection holding the API key.
-    :param validate_inputs: check every item against the model's schema before quoting.
-    :param media_conn_id: Airflow connection for object-storage media inputs, when not in the URI.
-    :param max_concurrency: quotes requested at once.
-    """
-
-    template_fields: Sequence[str] = ("model", "batch", "max_total_cost")
-    template_fields_renderers = {"batch": "json"}
-    ui_color = "#fdf2d0"
-
-    def __init__(
-        self,
-        *,
-        model: str,
-        batch: Any,
-        max_total_cost: float | str,
-        wavespeed_conn_id: str = WaveSpeedHook.default_conn_name,
-        validate_inputs: bool = True,
-        media_conn_id: str | None = None,
-        max_concurrency: int = 8,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.model = model
-        self.batch = batch
-        if not isinstance(max_total_cost, str):  # a template is checked once rendered, in execute()
-            check_usd("max_total_cost", max_total_cost, positive=True)
-        self.max_total_cost = max_total_cost
-        self.wavespeed_conn_id = wavespeed_conn_id
-        self.validate_inputs = validate_inputs
-        self.media_conn_id = media_conn_id
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
-        self.max_concurrency = max_concurrency
-
-    @cached_property
-    def hook(self) -> WaveSpeedHook:
-        return WaveSpeedHook(self.wavespeed_conn_id)
-
-    def execute(self, context: Context) -> list[dict[str, Any]]:
-        try:
-            model = check_model_id(self.model)
-        except WaveSpeedError as exc:
-            raise final_error(exc, self.task_id) from None
-        limit = self._limit()
-        items = self._items()
-        if self.validate_inputs:
-            self._validate(model, items)
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(len(items), 1))) as pool:
-            futures = [pool.submit(self._quote, model, item) for item in items]
-            quotes = [future.result() for future in futures]
-        total = round(sum(quotes), 6)
-        ti = context["ti"]
-        ti.xcom_push(key=BATCH_QUOTES_XCOM_KEY, value=quotes)
-        ti.xcom_push(key=BATCH_TOTAL_XCOM_KEY, value=total)
-        if total > limit:
-            priciest = sorted(range(len(items)), key=lambda i: quotes[i], reverse=True)[:3]
-            listed = "; ".join(f"item {i}: {quotes[i]:.4f} USD {_short(items[i])}" for i in priciest)
-            raise AirflowFailException(
-                f"{self.task_id}: the {len(items)} items of this batch would cost {total:.4f} USD on {model}, "
-                f"above max_total_cost {limit:.4f} USD; nothing was submitted. Most expensive: "
-                f"{listed}. Check the batch (a duplicated or runaway input list?) or raise max_total_cost."
-            )
-        self.log.info(
-            "Batch of %d items on %s quoted at %.4f USD in total (max_total_cost %.4f USD): within budget",
-            len(items),
-            model,
-            total,
-            limit,
-        )
-        return items
-
-    def _limit(self) -> float:
-        value: Any = self.max_total_cost
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise AirflowFailException(
-                    f"{self.task_id}: max_total_cost must be a number of USD, got {self.max_total_cost!r}"
-                ) from None
-        try:
-            limit = check_usd("max_total_cost", value, positive=True)
-        except ValueError as exc:
-            raise AirflowFailException(f"{self.task_id}: {exc}") from None
-        assert limit is not None
-        return limit
-
-    def _items(self) -> list[dict[str, Any]]:
-        batch = self.batch
-        if isinstance(batch, Mapping | str | bytes) or not isinstance(batch, Sequence):
-            raise AirflowFailException(
-                f"{self.task_id}: batch must be a list of input dicts (one per prediction), got {type(batch).__name__}"
-            )
-        bad = [i for i, item in enumerate(batch) if not isinstance(item, Mapping)]
-        if bad:
-            raise AirflowFailException(
-                f"{self.task_id}: batch items {bad[:10]} are not dicts of model inputs; each item is one prediction's "
-                "inputs"
-            )
-        return [dict(item) for item in batch]
-
-    def _validate(self, model: str, items: list[dict[str, Any]]) -> None:
-        problems: list[str] = []
-        for index, item in enumerate(items):
-            try:
-                self.hook.validate_inputs(model, item)
-            except WaveSpeedInputError as exc:
-                problems.extend(f"item {index}: {problem}" for problem in exc.problems)
-            except WaveSpeedError as exc:
-                raise final_error(exc, self.task_id) from None
-        if problems:
-            raise final_error(WaveSpeedInputError(model, problems), self.task_id)
-
-    def _quote(self, model: str, item: dict[str, Any]) -> float:
-        try:
-            return self.hook.quote(model, self.hook.resolve_media_inputs(item, conn_id=self.media_conn_id))
-        except (WaveSpeedError, FileNotFoundError) as exc:
-            raise AirflowFailException(
-                f"{self.task_id}: no price quote for an item of this batch on {model} ({exc}); the budget cannot "
-                "be checked, so nothing will be submitted. Retry later, or remove the budget gate knowingly."
-            ) from None
-
-
-def own_xcom(context: Context, task_id: str, key: str) -> Any:
-    """An XCom this task instance pushed earlier in the same try (before it deferred)."""
-    ti = context["ti"]
-    return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=ti.map_index)
-
-
-def _short(item: Mapping[str, Any], limit: int = 120) -> str:
-    text = json.dumps(item, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _StoresOutputs:
