@@ -30,21 +30,24 @@ class PollSchedule:
 
     **Blind** (no ``expected_runtime``): sleep ``growth`` x ``waited`` (40 %), so consecutive polls
     are 1.4x apart: about 11 polls for a 30-120 s job at a mean detection delay of ~19 % of its run
-    time (12-13 % on the benchmark's 30/60/120 s jobs), 4 polls and ~1.3 s for a 5 s image job
-    (``benchmarks/bench_polling.py``; the old 20 % rule spent 12-20 polls for ~11 %).
+    time (12 % on the benchmark's 30/60/120 s jobs, 20 % live), 4 polls and ~1.3 s for a 5 s image
+    job (``benchmarks/bench_polling.py``; the old 20 % rule spent 12-20 polls for ~9 %). 35 % would
+    cost ~12 polls, 50 % a ~23 % delay: 40 % keeps both goals (<= 12, <= 25 %) with a margin.
 
     **With a hint** (``expected_runtime`` E, seconds): the first sleep goes straight to E/2; from
     there until E the sleep is ``hint_growth`` x ``waited`` (20 %: polls 1.2x apart where the job
-    is expected to end, ~6.6 polls at ~10 % delay when E is right); past E the hint has proven
-    short and the blind rule takes over, so a hint 2x too short (8-9 polls) or 2x too long (3-4)
-    never costs more polls than no hint.
+    is expected to end: ~6.4 polls at ~12 % delay when E is right); past E the hint has proven
+    short and the blind rule takes over, so a hint 2x too short (~8.3 polls) or 2x too long (~3.1)
+    costs fewer polls than no hint (~11). A first sleep that jitter ended just short of E/2 counts
+    as there (no top-up poll seconds later).
 
     **Bounds**: every sleep is at least ``min_interval`` (the API's guidance, 2 s images / 5 s
     video, unless the user sets ``poll_interval``) and at most ``max_interval``, the hint's first
     sleep included: ``max_poll_interval`` is the longest a failed or finished prediction goes
     unseen, whatever the hint says (a prediction rejected after 3 s must not wait for E/2 = 5 min).
     For few polls on long jobs, raise ``max_poll_interval`` together with ``expected_runtime``
-    (a 600 s job with a right hint: ~12 polls at the default 60 s cap, ~8 with a 300 s cap).
+    (a 600 s job with a right hint: ~12 polls at the default 60 s cap, ~7 with a 300 s cap; a
+    first sleep allowed past the cap would save 4 polls and see a failure 3 s in after 300 s, not 54).
 
     **Jitter**: each sleep is drawn uniformly from ``base`` +- ``jitter`` (10 %), cut to the
     bounds, so triggers started together (a triggerer restart) drift apart instead of polling in
