@@ -1,4 +1,5 @@
-"""The ``deferrable`` default of every operator and sensor here."""
+"""Deferral settings shared by every operator and sensor here: the ``deferrable`` default, and how soon
+a deferred task may be resumed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,21 @@ import configparser
 import os
 
 from airflow.providers.common.compat.sdk import conf
+
+#: Default of ``[wavespeed] min_deferral_seconds``.
+MIN_DEFERRAL_SECONDS = 10.0
+
+
+def min_deferral_seconds() -> float:
+    """The shortest time a task stays deferred (``[wavespeed] min_deferral_seconds``, default 10 s).
+
+    Resuming sooner races Airflow itself (seen on 3.1 and 3.3 with the LocalExecutor): the worker that
+    deferred needs a few seconds to exit, and when the scheduler learns of that exit only after the
+    resumed try has started, it marks the running try failed ("task state changed externally"). So
+    a trigger holds an early event until then; fast jobs that must not wait use ``enable_sync_mode``
+    or ``deferrable=False``.
+    """
+    return max(0.0, conf.getfloat("wavespeed", "min_deferral_seconds", fallback=MIN_DEFERRAL_SECONDS))
 
 
 def default_deferrable() -> bool:

@@ -29,6 +29,24 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [f"{_PKG}.operators.wavespeed", f"{_PKG}.operators.budget"],
             }
         ],
+        "config": {
+            "wavespeed": {
+                "description": "Settings of the WaveSpeed provider.",
+                "options": {
+                    "min_deferral_seconds": {
+                        "description": (
+                            "The shortest time a WaveSpeed task stays deferred: a trigger holds an earlier event "
+                            "until then. Resuming a task sooner than the deferring worker takes to exit races "
+                            "Airflow's scheduler, which then marks the resumed try failed."
+                        ),
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": "10",
+                        "default": "10",
+                    }
+                },
+            }
+        },
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors.wavespeed"]}],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.hooks.wavespeed"]}],
         "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers.wavespeed"]}],

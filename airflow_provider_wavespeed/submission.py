@@ -33,6 +33,7 @@ from airflow_provider_wavespeed.api.errors import (
 )
 from airflow_provider_wavespeed.api.models import TERMINAL_FAILURE_STATUSES, Prediction
 from airflow_provider_wavespeed.api.reconcile import UNKNOWN_SKEW_SECONDS, SubmitWindow, ambiguity_message, candidates
+from airflow_provider_wavespeed.deferral import min_deferral_seconds
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.task_results import final_error
 
@@ -49,9 +50,8 @@ MAX_UNANSWERED_SUBMITS = 3
 COST_XCOM_KEY = "wavespeed_cost_usd"
 #: A task waiting out a rate limit: since when, how many 429s, and the priced inputs to submit on resume.
 RATE_LIMITED_XCOM_KEY = "wavespeed_rate_limited"
-#: The shortest pause after a rate-limited submit. Deferring for less races Airflow itself: the worker
-#: that deferred takes a few seconds to exit, and a task resumed before the scheduler has seen that
-#: exit is marked failed ("task state changed externally", seen on Airflow 3.1 and 3.3).
+#: The shortest pause after a rate-limited submit (and never shorter than ``deferral.min_deferral_seconds``
+#: when the task defers for it: resuming sooner races Airflow itself).
 RATE_LIMIT_MIN_PAUSE_SECONDS = 15.0
 #: Without a ``Retry-After``, the jitter on top of that minimum: up to this much, doubling per 429.
 RATE_LIMIT_FIRST_JITTER_SECONDS = 10.0
@@ -223,6 +223,7 @@ class SubmitsOnce(BaseOperator):
         state["cost_usd"] = self.cost_usd
         # XCom, not the deferral's kwargs: they outlive the deferral within this try, in dag.test() too.
         context["ti"].xcom_push(key=RATE_LIMITED_XCOM_KEY, value=state)
+        pause = max(pause, min_deferral_seconds())
         self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=pause)), method_name="resume_after_rate_limit")
 
     def _submit(

@@ -38,6 +38,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["AIRFLOW__CORE__TEST_CONNECTION"] = "Enabled"
+# dag.test() runs triggers inline, with no separate worker to race: resume deferred tasks at once.
+os.environ["AIRFLOW__WAVESPEED__MIN_DEFERRAL_SECONDS"] = "0"
 
 import pytest  # noqa: E402
 

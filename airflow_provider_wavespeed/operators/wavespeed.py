@@ -16,7 +16,7 @@ from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.protocol import check_model_id, check_prediction_id, check_submit_options
 from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Failed, Finished
 from airflow_provider_wavespeed.assets import emit_output_events
-from airflow_provider_wavespeed.deferral import default_deferrable
+from airflow_provider_wavespeed.deferral import default_deferrable, min_deferral_seconds
 from airflow_provider_wavespeed.destinations import Destination
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.operators.budget import (
@@ -356,6 +356,7 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         if not self.deferrable:
             return self._finish(context, self._wait_in_worker(trigger))
         self.log.info("Prediction %s is %s; deferring to the triggerer", prediction.id, prediction.status)
+        trigger.not_before = time.time() + min_deferral_seconds()
         self.defer(
             trigger=trigger,
             method_name="execute_complete",

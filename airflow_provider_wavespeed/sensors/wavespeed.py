@@ -14,7 +14,7 @@ from airflow_provider_wavespeed.api.errors import WaveSpeedError
 from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.protocol import check_prediction_id
 from airflow_provider_wavespeed.api.waiting import is_final
-from airflow_provider_wavespeed.deferral import default_deferrable
+from airflow_provider_wavespeed.deferral import default_deferrable, min_deferral_seconds
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
@@ -118,6 +118,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 model=prediction.model,
+                not_before=time.time() + min_deferral_seconds(),
                 queue_grace=self.queue_timeout,
                 expected_runtime=self.expected_runtime,
             ),

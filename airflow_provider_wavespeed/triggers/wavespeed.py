@@ -13,7 +13,7 @@ from airflow_provider_wavespeed.api.errors import (
     WaveSpeedError,
 )
 from airflow_provider_wavespeed.api.models import Prediction
-from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Failed, Finished, WaitPlan
+from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Failed, Finished, Sleep, WaitPlan
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.triggers.events import deadline_event, error_event, terminal_event
 
@@ -36,6 +36,8 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
     :param model: the prediction's model id, used to pick the default ``poll_interval``.
     :param expected_runtime: a hint (seconds) of the prediction's run time: the first poll waits for
         half of it, so fewer polls find it on time.
+    :param not_before: epoch seconds before which no event is yielded (see
+        ``deferral.min_deferral_seconds``: resuming a task too soon after it deferred races Airflow).
     :param queue_grace: seconds past ``deadline`` that a prediction still queued (``created``: the
         account's concurrency limit is full) is waited for; it is waiting, not stuck.
     """
@@ -53,6 +55,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         request_timeout: float = 30.0,
         queue_grace: float = 0.0,
         expected_runtime: float | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.prediction_id = prediction_id
@@ -65,6 +68,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         self.request_timeout = request_timeout
         self.queue_grace = queue_grace
         self.expected_runtime = expected_runtime
+        self.not_before = not_before
         # Time source and pause; tests replace them. Not serialized: a re-created trigger uses the real ones.
         self.clock: Callable[[], float] = time.time
         self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
@@ -83,6 +87,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
                 "request_timeout": self.request_timeout,
                 "queue_grace": self.queue_grace,
                 "expected_runtime": self.expected_runtime,
+                "not_before": self.not_before,
             },
         )
 
@@ -115,6 +120,10 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
             except WaveSpeedError as exc:
                 outcome = exc
             decision = plan.after_poll(outcome, self.clock())
+            if not isinstance(decision, Sleep) and self.not_before is not None:
+                early = self.not_before - self.clock()
+                if early > 0:
+                    await self.sleep(early)
             if isinstance(decision, Finished):
                 yield TriggerEvent(terminal_event(decision.prediction))
                 return

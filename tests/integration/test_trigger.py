@@ -13,7 +13,7 @@ import pytest
 from airflow_provider_wavespeed.api.loop_clients import clients_in_this_loop
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
-from tests.support import AVATAR, AVATAR_INPUTS, LONG_KEY, FakeClock, connection_json, raw_submit
+from tests.support import AVATAR, AVATAR_INPUTS, LONG_KEY, FakeClock, connection_json, raw_submit, wait_terminal
 
 POLL = 0.2
 
@@ -190,3 +190,13 @@ def test_each_event_loop_gets_its_own_client(emulator, raw_api):
     first, second = asyncio.run(one()), asyncio.run(one())
     assert first is not second
     assert first.http.is_closed and second.http.is_closed
+
+
+def test_an_event_is_held_until_not_before_so_a_task_never_resumes_too_soon_after_deferring(emulator, raw_api):
+    prediction_id = raw_submit(raw_api)
+    wait_terminal(emulator, prediction_id)  # done before the trigger even starts
+    clock = FakeClock()
+    event = run_first_event(make_trigger(prediction_id, not_before=clock.now + 10.0), clock=clock)
+    assert event is not None and event["event"] == "terminal"
+    assert clock.sleeps == [pytest.approx(10.0)]  # one poll, then held until not_before
+    assert emulator.stats.polls_by_prediction[prediction_id] == 1
