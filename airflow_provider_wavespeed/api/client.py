@@ -237,7 +237,8 @@ class WaveSpeedClient:
                             model, ambiguity_message(window, ids), ids, window=window.to_json()
                         ) from exc
                     if found:
-                        log.warning("Adopted prediction %s: it was created by the unanswered submit", found[0].id)
+                        why = "its inputs match" if "input" in found[0].raw else "the only unclaimed one in the window"
+                        log.warning("Adopted prediction %s of the unanswered submit: %s", found[0].id, why)
                         self._submitted_ids.add(found[0].id)
                         return found[0]
                     log.warning("History shows no prediction from that submit: safe to submit again")

@@ -141,10 +141,16 @@ def test_a_batch_with_lost_submit_replies_creates_one_prediction_per_input_and_a
                 assert try_number == min(retries + 1, 2), (index, try_number)
             if failed:
                 assert "may be the one it created" in logs and "WaveSpeedPredictionSensor" in logs
+    # the task logs and the process logs both carry these lines: count each prediction once
     resolved_by = {
-        "history input": len(re.findall(r"Adopted prediction \w+: it was created by the unanswered submit", logs)),
-        "sibling claims": len(re.findall(r"sibling tasks claimed the other candidates", logs)),
-        "a later try": len(re.findall(r"Adopted prediction \w+ of an earlier try's unanswered submit", logs)),
+        "history input": len(
+            set(re.findall(r"Adopted prediction (\w+) of the unanswered submit: its inputs match", logs))
+        ),
+        "narrow window": len(
+            set(re.findall(r"Adopted prediction (\w+) of the unanswered submit: the only unclaimed", logs))
+        ),
+        "sibling claims": len(set(re.findall(r"Adopted prediction (\w+): sibling tasks claimed the other", logs))),
+        "a later try": len(set(re.findall(r"Adopted prediction (\w+) of an earlier try's unanswered submit", logs))),
     }
     RESULTS[f"{'with' if history_input else 'without'} input, retries={retries}"] = {
         "predictions": len(predictions),
