@@ -21,11 +21,11 @@ from tests.support import (
     FLUX,
     dag_file,
     held_until,
-    log_events,
     polled,
     raw_submit,
     task_states,
     tis_of,
+    went_through_deferral,
     xcom_value,
 )
 
@@ -47,12 +47,12 @@ def run_operator_dag(dag_id: str, inputs: dict, out: str, **extra: object):
 
 
 def test_a_sync_mode_run_stores_the_outputs_from_the_submit_reply_without_deferring_or_polling(
-    emulator, run_dag, tmp_path
+    emulator, run_dag, tmp_path, all_output
 ):
     dr = run_dag(run_operator_dag("wavespeed_it_sync", SYNC, str(tmp_path)))
 
     assert task_states(dr) == {"render": "success"}
-    assert "deferred" not in log_events(dr, "render")
+    assert not went_through_deferral(dr, "render", all_output)
     [prediction_id] = emulator.predictions
     assert emulator.stats.submits_accepted == 1
     assert emulator.stats.result_polls == 0  # the submit's reply was the result
@@ -74,7 +74,7 @@ def test_a_sync_timeout_goes_on_with_the_same_prediction_deferred_and_never_subm
 
     assert task_states(dr) == {"render": "success"}
     assert emulator.stats.sync_timeouts == 1
-    assert "deferred" in log_events(dr, "render")
+    assert went_through_deferral(dr, "render", all_output)
     [prediction_id] = emulator.predictions
     assert emulator.stats.submits_accepted == 1
     assert xcom_value(dr, "render")["prediction_id"] == prediction_id
@@ -94,7 +94,7 @@ def test_a_lost_sync_reply_is_resolved_from_the_history_not_submitted_again(emul
 
 @pytest.mark.parametrize("sync", [True, False], ids=["sync", "deferred"])
 def test_base64_outputs_are_decoded_and_stored_without_a_cdn_request_and_never_ride_in_the_db(
-    emulator, run_dag, tmp_path, sync
+    emulator, run_dag, tmp_path, all_output, sync
 ):
     inputs = {**BASE64, "enable_sync_mode": sync}
     dag = run_operator_dag(f"wavespeed_it_base64_{sync}".lower(), inputs, str(tmp_path))
@@ -108,7 +108,7 @@ def test_base64_outputs_are_decoded_and_stored_without_a_cdn_request_and_never_r
     assert path.read_bytes() == emulator.expected_output_bytes(prediction_id)
     assert emulator.stats.downloads_started == 0  # decoded, not fetched from the CDN
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
-    assert ("deferred" in log_events(dr, "render")) != sync
+    assert went_through_deferral(dr, "render", all_output) != sync
     assert len(json.dumps(xcom_value(dr, "render"))) < 2000
 
 
