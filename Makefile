@@ -39,16 +39,26 @@ lint: $(VENV)/.installed
 test-services:
 	scripts/install-test-services.sh
 
+# Tests without real Airflow processes run on $(TEST_WORKERS) pytest-xdist workers (each with its own
+# AIRFLOW_HOME and SQLite DB, see tests/conftest.py); the e2e and cluster tests, which start schedulers,
+# triggerers and workers of their own, run after them, one at a time. Exit 5 (PYTEST_ARGS selected
+# nothing in one of the two runs) is not a failure.
+TEST_WORKERS ?= 2
+PYTEST_OK = rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
 pytest: $(VENV)/.installed test-services
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) -m "not e2e and not cluster" $(PYTEST_ARGS); $(PYTEST_OK)
+	$(VENV)/bin/python -m pytest -m "e2e or cluster" $(PYTEST_ARGS); $(PYTEST_OK)
 
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -m "not e2e and not cluster" tests/unit tests/integration $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) -m "not e2e and not cluster" tests/unit tests/integration $(PYTEST_ARGS)
 
 # Unit + integration on the lowest supported Airflow, plus the one e2e test that proves 3.1's history path.
 pytest-airflow-3.1: $(VENV_31)/.installed
-	$(VENV_31)/bin/python -m pytest -p no:cacheprovider tests/unit tests/integration \
-		tests/e2e/test_lost_submit_replies_in_a_batch.py $(PYTEST_ARGS)
+	$(VENV_31)/bin/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) tests/unit tests/integration \
+		$(PYTEST_ARGS); $(PYTEST_OK)
+	$(VENV_31)/bin/python -m pytest -p no:cacheprovider tests/e2e/test_lost_submit_replies_in_a_batch.py \
+		$(PYTEST_ARGS); $(PYTEST_OK)
 
 test: lint pytest pytest-airflow-3.1
 

@@ -10,25 +10,21 @@ ends, and on SIGTERM (turned into KeyboardInterrupt so pytest runs the finalizer
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from airflow_cluster import AirflowCluster, close_pg_connections
-from cluster_settings import (
+from tests.cluster.cluster_settings import (
     CELERY_WORKER_CONCURRENCY,
     CLUSTER_CONFIG,
     HEARTBEAT_SEC,
     MEASUREMENTS,
     TRIGGERER_HEALTH_CHECK_THRESHOLD,
 )
-from services import PostgresServer, RedisServer, missing_services
+from tests.cluster.services import PostgresServer, RedisServer, missing_services
+from tests.e2e.airflow_cluster import AirflowCluster, close_pg_connections
 
 _FAILED = pytest.StashKey[bool]()
 _LOG_CHARS_PER_FILE = 15_000

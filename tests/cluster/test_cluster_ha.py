@@ -37,10 +37,10 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 import pytest
-from airflow_cluster import SCHEDULER, TRIGGERER, AirflowCluster, AirflowClusterError
-from cluster_settings import MEASUREMENT_TRIGGERER_CAPACITY, TRIGGERER_HEALTH_CHECK_THRESHOLD, report
 
 from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
+from tests.cluster.cluster_settings import MEASUREMENT_TRIGGERER_CAPACITY, TRIGGERER_HEALTH_CHECK_THRESHOLD, report
+from tests.e2e.airflow_cluster import SCHEDULER, TRIGGERER, AirflowCluster, AirflowClusterError
 
 pytestmark = pytest.mark.cluster
 

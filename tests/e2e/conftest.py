@@ -14,10 +14,7 @@ from typing import Any
 
 import pytest
 
-try:  # works whether or not tests/ becomes a package
-    from .airflow_cluster import AirflowCluster
-except ImportError:
-    from airflow_cluster import AirflowCluster
+from tests.e2e.airflow_cluster import AirflowCluster
 
 ClusterFactory = Callable[..., AirflowCluster]
 

@@ -20,11 +20,7 @@ import airflow
 import pytest
 
 from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
-
-try:
-    from .airflow_cluster import AirflowCluster
-except ImportError:
-    from airflow_cluster import AirflowCluster
+from tests.e2e.airflow_cluster import AirflowCluster
 
 pytestmark = pytest.mark.e2e
 

@@ -18,11 +18,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
-
-try:
-    from .airflow_cluster import AirflowCluster, _utc
-except ImportError:
-    from airflow_cluster import AirflowCluster, _utc
+from tests.e2e.airflow_cluster import AirflowCluster, _utc
 
 pytestmark = pytest.mark.e2e
 

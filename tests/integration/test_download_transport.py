@@ -11,9 +11,8 @@ from the exact byte.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import datetime as dt
-import ipaddress
 import socket
 import ssl
 import threading
@@ -32,6 +31,7 @@ from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.retry import RetryPolicy
 from airflow_provider_wavespeed.destinations import Destination
 from airflow_provider_wavespeed.output_downloads import store_outputs
+from benchmarks._common import make_test_ca  # the throwaway CA the download benchmark's TLS front uses
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 #: Larger than one socket read, so most of the body takes the ``recv_into`` path.
@@ -86,6 +86,15 @@ class ForwardProxy:
             self.relayed += forward(client, seen, parts.hostname or "", parts.port or 80)
 
 
+def stop_serving(listener: socket.socket, thread: threading.Thread) -> None:
+    """Wake the thread blocked in ``accept()`` (a bare ``close()`` does not, on Linux) and wait for it."""
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+    thread.join(10)
+    assert not thread.is_alive(), "the test server's accept loop did not stop"
+
+
 def read_head(client: socket.socket) -> Seen | None:
     head = b""
     while b"\r\n\r\n" not in head and len(head) < 65536:
@@ -132,7 +141,8 @@ class TlsFront:
 
     def __init__(self, folder: Path, target_port: int) -> None:
         self.target_port = target_port
-        self.ca_file, cert, key = make_test_ca(folder)
+        ca_file, cert, key = make_test_ca(folder)
+        self.ca_file = str(ca_file)
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(cert, key)
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -159,54 +169,7 @@ class TlsFront:
             return  # e.g. a client that refused our certificate
 
     def close(self) -> None:
-        self.listener.close()
-        self.thread.join(5)
-
-
-def make_test_ca(folder: Path) -> tuple[str, str, str]:
-    """A throwaway CA and a leaf certificate for 127.0.0.1 (EC P-256): (ca.pem, leaf.pem, leaf.key)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wavespeed-test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = folder / "ca.pem", folder / "leaf.pem", folder / "leaf.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(paths[0]), str(paths[1]), str(paths[2])
+        stop_serving(self.listener, self.thread)
 
 
 @pytest.fixture
@@ -215,8 +178,7 @@ def proxy() -> Iterator[ForwardProxy]:
     thread = threading.Thread(target=proxy.serve, daemon=True)
     thread.start()
     yield proxy
-    proxy.listener.close()
-    thread.join(5)
+    stop_serving(proxy.listener, thread)
 
 
 @pytest.fixture
