@@ -13,7 +13,16 @@ import pytest
 from airflow_provider_wavespeed.api.loop_clients import clients_in_this_loop
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
-from tests.support import AVATAR, AVATAR_INPUTS, LONG_KEY, FakeClock, connection_json, raw_submit, wait_terminal
+from tests.support import (
+    AVATAR,
+    AVATAR_INPUTS,
+    LONG_KEY,
+    FakeClock,
+    connection_json,
+    held_until,
+    raw_submit,
+    wait_terminal,
+)
 
 POLL = 0.2
 
@@ -155,9 +164,11 @@ def test_an_unknown_connection_yields_an_error_event_naming_it(emulator, raw_api
 
 
 def test_a_503_storm_while_polling_does_not_end_the_wait_and_it_still_completes(emulator, raw_api):
-    prediction_id = raw_submit(raw_api)
-    emulator.config.fail_every_nth = 2
-    event = run_first_event(make_trigger(prediction_id), timeout=60.0)
+    # Held: on a busy machine a 0.3 s prediction can be over before the first poll, and then no poll meets a 503.
+    with held_until(emulator, lambda: emulator.stats.faults_injected >= 1):
+        prediction_id = raw_submit(raw_api)
+        emulator.config.fail_every_nth = 2
+        event = run_first_event(make_trigger(prediction_id), timeout=60.0)
     assert event is not None
     assert event["event"] == "terminal" and event["status"] == "completed"
     assert emulator.stats.faults_injected >= 1
