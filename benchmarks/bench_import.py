@@ -15,9 +15,6 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as common
 

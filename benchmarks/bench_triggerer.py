@@ -44,8 +44,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import _common as common
 
 VARIANTS = ("bare-httpx", "wavespeed-trigger", "http-sensor-trigger", "trigger+bounded-pool")

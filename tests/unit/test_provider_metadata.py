@@ -62,9 +62,14 @@ def test_every_listed_module_imports(module):
 def test_providers_manager_discovers_the_provider_hook_and_connection_form():
     from airflow.providers_manager import ProvidersManager
 
+    try:  # Airflow >= 3.2 finds hooks through the task-sdk runtime manager (ProvidersManager.hooks is deprecated)
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as HooksManager
+    except ImportError:
+        from airflow.providers_manager import ProvidersManager as HooksManager
+
     manager = ProvidersManager()
     assert "airflow-provider-wavespeed" in manager.providers
-    hook = manager.hooks["wavespeed"]
+    hook = HooksManager().hooks["wavespeed"]
     assert hook is not None and hook.hook_class_name.endswith("WaveSpeedHook")
     assert hook.connection_id_attribute_name == "wavespeed_conn_id"
     if AIRFLOW_VERSION >= (3, 2):  # 3.1 reads the form from the hook, and only with the FAB UI installed
