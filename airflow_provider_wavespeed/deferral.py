@@ -1,15 +1,15 @@
 """Deferral settings shared by every operator and sensor here: the ``deferrable`` default, and how soon
-a deferred task may be resumed."""
+a deferred task may be resumed. Both live in the provider's own ``[wavespeed]`` config section
+(declared in ``get_provider_info``, so ``airflow config list`` shows them with their descriptions)."""
 
 from __future__ import annotations
-
-import configparser
-import os
 
 from airflow.providers.common.compat.sdk import conf
 
 #: Default of ``[wavespeed] min_deferral_seconds``.
 MIN_DEFERRAL_SECONDS = 10.0
+#: Default of ``[wavespeed] default_deferrable``.
+DEFAULT_DEFERRABLE = True
 
 
 def min_deferral_seconds() -> float:
@@ -25,12 +25,13 @@ def min_deferral_seconds() -> float:
 
 
 def default_deferrable() -> bool:
-    """``[operators] default_deferrable`` when the deployment sets it (as official providers read it), else True.
+    """``[wavespeed] default_deferrable`` (default True): whether WaveSpeed waits defer to the triggerer.
 
-    Airflow's own default for that option is false; waiting in the triggerer is what this provider is
-    built for, so only an explicit setting (environment or airflow.cfg) turns it off.
+    Deliberately not ``[operators] default_deferrable``: Airflow writes that option, set to ``false``,
+    into every ``airflow.cfg`` it generates (``airflow db migrate``, ``airflow standalone``, the first
+    start of any component), so its presence says nothing about what a deployment chose, and reading it
+    would make every wait of a standard deployment hold a worker slot. The provider's own option is
+    declared with the default ``True``, so a generated file says ``True`` too, and only a deployment
+    that writes ``False`` (or sets ``AIRFLOW__WAVESPEED__DEFAULT_DEFERRABLE=False``) turns deferral off.
     """
-    explicit = "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE" in os.environ or configparser.ConfigParser.has_option(
-        conf, "operators", "default_deferrable"
-    )
-    return conf.getboolean("operators", "default_deferrable") if explicit else True
+    return conf.getboolean("wavespeed", "default_deferrable", fallback=DEFAULT_DEFERRABLE)

@@ -33,6 +33,18 @@ def get_provider_info() -> dict[str, Any]:
             "wavespeed": {
                 "description": "Settings of the WaveSpeed provider.",
                 "options": {
+                    "default_deferrable": {
+                        "description": (
+                            "Whether WaveSpeed sensors and run operators (and submits waiting out a rate limit) "
+                            "wait in the triggerer when a task does not pass deferrable= itself. False makes "
+                            "them wait in the worker, holding its slot. Airflow's own [operators] "
+                            "default_deferrable is not read: every generated airflow.cfg sets it to false."
+                        ),
+                        "version_added": "0.3.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
                     "min_deferral_seconds": {
                         "description": (
                             "The shortest time a WaveSpeed task stays deferred: a trigger holds an earlier event "

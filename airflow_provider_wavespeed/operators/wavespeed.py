@@ -95,7 +95,7 @@ class WaveSpeedSubmitOperator(SubmitsOnce):
     :param rate_limit_timeout: how long (seconds) a submit may keep being rate limited (HTTP 429: nothing
         was created) before the task fails. The task waits in the triggerer meanwhile (deferrable) or sleeps.
     :param deferrable: wait out rate limits in the triggerer instead of the worker (default: the
-        ``[operators] default_deferrable`` option, True when unset).
+        ``[wavespeed] default_deferrable`` option, True unless set to False).
     """
 
     template_fields: Sequence[str] = ("model", "inputs", "webhook")
@@ -298,7 +298,7 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
     :class:`WaveSpeedDownloadOperator` (except ``prediction_id``), plus:
 
     :param deferrable: wait (and wait out rate limits) in the triggerer instead of the worker (default: the
-        ``[operators] default_deferrable`` option, True when unset).
+        ``[wavespeed] default_deferrable`` option, True unless set to False).
     :param wait_timeout: give up waiting after this many seconds (default 3 hours).
     :param queue_timeout: a prediction still queued (``created``: the account's concurrency is full) when
         ``wait_timeout`` passes is waited for this much longer (default 1 hour): it is waiting, not stuck.

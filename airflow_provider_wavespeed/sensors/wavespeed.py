@@ -39,7 +39,8 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
 
     :param prediction_id: the id returned by ``WaveSpeedSubmitOperator`` (templated).
     :param wavespeed_conn_id: connection holding the API key.
-    :param deferrable: wait in the triggerer (default) instead of the worker.
+    :param deferrable: wait in the triggerer instead of the worker (default: the ``[wavespeed]
+        default_deferrable`` option, True unless set to False).
     :param poll_interval: shortest pause between polls while deferred (default 2 s for images,
         5 s for video models); the pause grows with the time waited, up to ``max_poll_interval``.
     :param max_poll_interval: longest pause between polls while deferred.

@@ -225,6 +225,13 @@ class AirflowCluster:
     :param celery_workers: how many ``airflow celery worker`` processes to run.
     :param celery_worker_concurrency: task slots per Celery worker.
     :param distinct_hostnames: every process reports its own name as its hostname.
+    :param minimal_env: configure Airflow as a new user does: the ``airflow.cfg`` that ``airflow db migrate``
+        writes on the empty home, and in the environment only what this shared machine needs (the home,
+        the api-server on 127.0.0.1 and a free port) plus ``env``. No test-speed settings: scheduler,
+        triggerer and dag-processor run on their generated defaults.
+
+    Either way the home's ``airflow.cfg`` is the one Airflow itself writes on first use (a full file with
+    every option set to its default, as in every user's home), never one the harness writes.
     """
 
     def __init__(
@@ -242,6 +249,7 @@ class AirflowCluster:
         celery_workers: int = 0,
         celery_worker_concurrency: int = 2,
         distinct_hostnames: bool = False,
+        minimal_env: bool = False,
     ) -> None:
         self.home = Path(tmp_path).resolve() / "airflow"
         self.dags_folder = self.home / "dags"
@@ -262,6 +270,11 @@ class AirflowCluster:
         self.celery_worker_count = celery_workers
         self.celery_worker_concurrency = celery_worker_concurrency
         self.distinct_hostnames = distinct_hostnames
+        self.minimal_env = minimal_env
+        if minimal_env:  # what the generated airflow.cfg says: [triggerer] and [scheduler] defaults
+            self.triggerer_health_check_threshold, self.heartbeat_sec = 30.0, 5.0
+        if minimal_env and (database_url or executor != "LocalExecutor" or distinct_hostnames):
+            raise ValueError("minimal_env runs Airflow's generated defaults: SQLite and the LocalExecutor only")
         if not self.is_sqlite and not (database_url or "").startswith("postgresql"):
             raise ValueError(f"unsupported database_url {database_url!r}: SQLite or PostgreSQL only")
         if (schedulers > 1 or triggerers > 1) and self.is_sqlite:
@@ -295,6 +308,18 @@ class AirflowCluster:
         # Start from the caller's environment minus anything that configures Airflow, so a
         # developer's own AIRFLOW_HOME / AIRFLOW__* / AIRFLOW_CONN_* never leaks into the test.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        if self.minimal_env:
+            env.update(
+                {
+                    "AIRFLOW_HOME": str(self.home),
+                    "PYTHONUNBUFFERED": "1",
+                    "AIRFLOW__API__HOST": "127.0.0.1",
+                    "AIRFLOW__API__PORT": str(self.api_port),
+                    "AIRFLOW__API__BASE_URL": self.api_url,
+                    **extra,
+                }
+            )
+            return env
         threshold = self.triggerer_health_check_threshold
         beat = self.heartbeat_sec
         env.update(
@@ -426,9 +451,9 @@ class AirflowCluster:
             if not self._query("SELECT 1 FROM information_schema.tables WHERE table_name = 'alembic_version'"):
                 self.run_cli("db", "migrate", timeout=300)
             return
-        key = json.dumps([sys.executable, _airflow_version(), sorted(self._extra_env.items())])
-        if self.db_path.exists():  # started before: keep its history
+        if self.db_path.exists():  # started before (or a minimal home, migrated first): keep its history
             return
+        key = json.dumps([sys.executable, _airflow_version(), sorted(self._extra_env.items())])
         cached = _MIGRATED_DB_CACHE.get(key)
         if cached is not None and cached.exists():
             shutil.copy2(cached, self.db_path)
@@ -455,12 +480,8 @@ class AirflowCluster:
             atexit.register(self.stop)
             self._atexit_registered = True
         deadline = time.monotonic() + timeout
-        # Every setting comes from the environment. An existing (empty) airflow.cfg stops each of
-        # the processes starting at once from writing a default one (with its own random keys).
-        config = self.home / "airflow.cfg"
-        if not config.exists():
-            config.write_text("# Written by the e2e harness: all settings come from AIRFLOW__* variables.\n")
         try:
+            self._write_generated_config()
             # The warm CLI only imports Airflow until its first command: let it do that on the
             # second CPU while `db migrate` runs.
             self._warm_cli = _WarmCli(
@@ -490,6 +511,21 @@ class AirflowCluster:
             self.stop()
             raise
         return self
+
+    def _write_generated_config(self) -> None:
+        """Let Airflow write the home's ``airflow.cfg``, as any user's first ``airflow`` command does.
+
+        Once, before the processes start: started together, each would write its own file (with its
+        own random keys). In a minimal home that first command is the user's: ``airflow db migrate``.
+        """
+        if (self.home / "airflow.cfg").exists():
+            return
+        if self.minimal_env:
+            self.run_cli("db", "migrate", timeout=180)
+        else:
+            self.run_cli("config", "get-value", "core", "executor", timeout=120)
+        if not (self.home / "airflow.cfg").exists():
+            raise AirflowClusterError(f"the first airflow command wrote no {self.home / 'airflow.cfg'}")
 
     def _start_triggerer_process(
         self, name: str = TRIGGERER, env: Mapping[str, str] | None = None
