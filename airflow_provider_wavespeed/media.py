@@ -54,6 +54,22 @@ def open_media(reference: str, conn_id: str | None = None) -> Iterator[tuple[Bin
         yield stream, remote.name, size, mimetypes.guess_type(remote.name)[0]
 
 
+def _holds_media_reference(value: Any, field: str = "") -> bool:
+    """True when ``value`` is uploaded before a submit: a media reference, or a list containing one."""
+    if isinstance(value, list):
+        return any(is_media_reference(item, field) for item in value)
+    return is_media_reference(value, field)
+
+
+def comparable_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs as a prediction's history ``input`` shows them: the fields that are sent as given.
+
+    A field holding a media reference is left out: it was uploaded, so the API saw (and shows) a URL
+    where the task has a path. Every other field is kept and must match.
+    """
+    return {name: value for name, value in inputs.items() if not _holds_media_reference(value, name)}
+
+
 def resolve_media_inputs(inputs: Mapping[str, Any], upload: Callable[[str], str]) -> dict[str, Any]:
     """A copy of ``inputs`` with every media reference (also inside lists) replaced by its uploaded URL."""
     resolved: dict[str, Any] = {}

@@ -35,6 +35,7 @@ from airflow_provider_wavespeed.api.models import TERMINAL_FAILURE_STATUSES, Pre
 from airflow_provider_wavespeed.api.reconcile import UNKNOWN_SKEW_SECONDS, SubmitWindow, ambiguity_message, candidates
 from airflow_provider_wavespeed.deferral import min_deferral_seconds
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from airflow_provider_wavespeed.media import comparable_inputs
 from airflow_provider_wavespeed.task_results import final_error
 
 #: The prediction id a task submitted or adopted, pushed at once: sibling tasks resolving a lost reply skip it.
@@ -354,9 +355,10 @@ class SubmitsOnce(BaseOperator):
         """Airflow < 3.3 has no task_state_store: find an earlier try's prediction in the history instead.
 
         Candidates are this model's predictions created since the DAG run started that no other task
-        of the run claimed. Where the history shows inputs, they must match. One candidate is reused
-        (unless it failed); several fail the task with their ids rather than risk paying twice or
-        adopting someone else's prediction.
+        of the run claimed. Where the history shows inputs, they must match, except the media inputs an
+        earlier try uploaded (the history shows their URLs; ``media.comparable_inputs``). One candidate
+        is reused (unless it failed); several fail the task with their ids rather than risk paying twice
+        or adopting someone else's prediction.
         """
         ti = context["ti"]
         if getattr(ti, "try_number", 1) <= 1:
@@ -366,7 +368,7 @@ class SubmitsOnce(BaseOperator):
         if since is None:
             return None
         window = SubmitWindow(model, since.timestamp(), time.time() + UNKNOWN_SKEW_SECONDS)
-        found = candidates(self.hook.list_predictions, window, inputs, self._claims(context))
+        found = candidates(self.hook.list_predictions, window, comparable_inputs(inputs), self._claims(context))
         if not found:
             self.log.info("No prediction of an earlier try found in the history; submitting")
             return None

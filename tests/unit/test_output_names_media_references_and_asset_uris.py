@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_wavespeed.assets import asset_uri
-from airflow_provider_wavespeed.media import is_media_reference
+from airflow_provider_wavespeed.media import comparable_inputs, is_media_reference
 from airflow_provider_wavespeed.output_downloads import output_name
 
 # -- output_downloads.output_name -------------------------------------------------------------------------
@@ -124,6 +124,39 @@ def test_a_missing_local_path_in_another_field_is_plain_text(tmp_path):
 )
 def test_other_values_are_never_media(value):
     assert not is_media_reference(value, "image")
+
+
+# -- media.comparable_inputs ------------------------------------------------------------------------------
+
+
+def test_uploaded_fields_are_left_out_of_the_comparison_with_history_and_every_other_field_is_kept(tmp_path):
+    photo = tmp_path / "face.png"
+    photo.write_bytes(b"\x89PNG")
+    inputs = {
+        "image": str(photo),
+        "audio": "file:///data/voice.mp3",
+        "mask": str(tmp_path / "missing.png"),  # a media field: uploaded (and failing) before any submit
+        "images": ["https://example.com/a.png", "s3://conn@bucket/b.png"],  # a list holding one is left out too
+        "reference": "https://example.com/ref.png",  # sent as given: the history shows it as is
+        "styles": ["https://example.com/s.png", "bold"],
+        "prompt": "a cat on a red sofa",
+        "notes": "../notes",  # a missing path outside a media field is plain text
+        "seed": 7,
+        "options": {"image": "s3://bucket/key.png"},  # only top-level values and lists are uploaded
+    }
+    assert comparable_inputs(inputs) == {
+        "reference": "https://example.com/ref.png",
+        "styles": ["https://example.com/s.png", "bold"],
+        "prompt": "a cat on a red sofa",
+        "notes": "../notes",
+        "seed": 7,
+        "options": {"image": "s3://bucket/key.png"},
+    }
+
+
+def test_inputs_without_media_references_are_compared_whole():
+    inputs = {"prompt": "hello", "image": "https://example.com/p.png", "sizes": [1, 2], "seed": None}
+    assert comparable_inputs(inputs) == inputs
 
 
 # -- assets.asset_uri ---------------------------------------------------------------------------------------
