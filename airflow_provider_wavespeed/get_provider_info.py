@@ -55,7 +55,7 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "float",
                         "example": "10",
                         "default": "10",
-                    }
+                    },
                 },
             }
         },
