@@ -1,5 +1,6 @@
 # Two commands on a fresh machine with Python 3.11 and pip:
-#   make demo   - set up, start the emulator (or use WAVESPEED_API_KEY), run the avatar DAG end to end
+#   make demo   - set up, start the emulator (or use WAVESPEED_API_KEY) and a real Airflow (api-server, scheduler,
+#                 dag-processor, triggerer), run the avatar DAG end to end
 #   make test   - set up, lint, type-check, run the whole suite on Airflow 3.3 (current), then the
 #                 Airflow-facing tests (unit, integration) on the lowest supported Airflow, 3.1.
 #                 Installs the test services first (PostgreSQL 15, redis-server; apt, needs root)
