@@ -126,7 +126,7 @@ class WaveSpeedPredictionFailed(WaveSpeedError):
         if code not in (None, 0):
             text += f", code {code}"
         if error:
-            text += f": {error}"
+            text += f": {error.rstrip().rstrip('.')}"  # the next step starts its own sentence
         text += _next_step(status, code)
         super().__init__(text)
 

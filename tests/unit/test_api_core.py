@@ -172,3 +172,11 @@ def test_poll_schedule_refuses_nonsense_bounds():
         PollSchedule(min_interval=0)
     with pytest.raises(ValueError, match="max_poll_interval"):
         PollSchedule(min_interval=10, max_interval=5)
+
+
+def test_a_failed_prediction_message_keeps_the_api_error_and_ends_each_sentence_once():
+    from airflow_provider_wavespeed.api.errors import WaveSpeedPredictionFailed
+
+    message = str(WaveSpeedPredictionFailed("p1", model="m", error="The image is too small.", code=1403))
+    assert "The image is too small. Fix the inputs named above" in message
+    assert ".." not in message
