@@ -232,8 +232,8 @@ def test_the_example_dag_defers_to_the_triggerer_on_a_home_with_only_db_migrate_
     finally:
         emulator.configure(hold_predictions=False)
 
+    # (deferred with its trigger on the triggerer, seen above: Airflow 3.1 writes no "deferred" log row to ask)
     assert cluster.wait_for_run("example_wavespeed_avatar", run_id, timeout=240) == "success"
-    assert cluster.task_went_through_deferred("example_wavespeed_avatar", run_id, "wait")
     xcoms = cluster.xcom_values("example_wavespeed_avatar", run_id)
     prediction_id = xcoms["submit"]["return_value"]
     [stored] = xcoms["fetch"]["return_value"]
