@@ -13,7 +13,7 @@ from airflow_provider_wavespeed.emulator.limits import SubmitWindow
 from airflow_provider_wavespeed.emulator.models import ModelSpec, build_catalogue
 from airflow_provider_wavespeed.emulator.state import EmulatorState
 from airflow_provider_wavespeed.emulator.stats import EmulatorStats
-from airflow_provider_wavespeed.emulator.webhooks import WebhookQueue
+from airflow_provider_wavespeed.emulator.webhook_queue import WebhookQueue
 
 
 @dataclass

@@ -17,19 +17,17 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import secrets
 import ssl
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import h11
 
+from airflow_provider_wavespeed.emulator.webhook_queue import Delivery
 from airflow_provider_wavespeed.emulator.wire import is_loopback_host, json_bytes
 
 if TYPE_CHECKING:
     from airflow_provider_wavespeed.emulator.context import AppContext
-    from airflow_provider_wavespeed.emulator.state import PredictionRecord
 
 log = logging.getLogger(__name__)
 
@@ -106,36 +104,6 @@ async def post(url: str, body: bytes, headers: list[tuple[str, str]], timeout: f
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-
-
-@dataclass
-class Delivery:
-    """One webhook to deliver: waits for its prediction to finish, then is attempted until done."""
-
-    prediction_id: str
-    url: str
-    webhook_id: str = field(default_factory=lambda: f"msg_{secrets.token_hex(12)}")
-    body: bytes | None = None
-    attempts: int = 0
-    next_attempt_at: float = 0.0
-    in_flight: bool = False
-
-
-@dataclass
-class WebhookQueue:
-    """Deliveries not finished yet. Only the emulator's event loop touches it."""
-
-    pending: dict[str, Delivery] = field(default_factory=dict)
-    wakeup: asyncio.Event | None = None
-
-    def track(self, record: PredictionRecord) -> None:
-        if record.webhook:
-            self.pending[record.id] = Delivery(record.id, record.webhook)
-            if self.wakeup is not None:
-                self.wakeup.set()
-
-    def clear(self) -> None:
-        self.pending.clear()
 
 
 class WebhookDispatcher:

@@ -254,6 +254,8 @@ def test_a_retry_after_a_failed_download_reuses_the_prediction_and_ends_with_the
     assert tis_of(dr, "render")[0].try_number == 2
     assert went_through_deferral(dr, "render", all_output)  # try 1 really went through the trigger
     assert emulator.stats.cut_downloads == fast_retries.max_attempts
+    # Try 2 reused try 1's prediction (3.3 finds it in task_state_store, 3.1 in the history): one submit in
+    # all, and try 2's result is that prediction, downloaded in full.
     assert emulator.stats.submits_accepted == 1
     assert emulator.stats.submit_attempts == 1
     [prediction_id] = emulator.predictions
@@ -262,8 +264,6 @@ def test_a_retry_after_a_failed_download_reuses_the_prediction_and_ends_with_the
     assert result["prediction_id"] == prediction_id and result["outputs"] == [str(stored)]
     assert stored.read_bytes() == emulator.expected_output_bytes(prediction_id)
     assert part_files(tmp_path) == []
-    # 3.3 finds it in task_state_store ("submitted by an earlier try"), 3.1 in the history ("of an earlier try")
-    assert re.search(rf"Reusing prediction {prediction_id} (submitted by|of) an earlier try", all_output())
     # XComs are cleared for a retry: try 2 pushes the link again, for the same prediction
     assert xcom_value(dr, "render", key=LINK_XCOM_KEY) == prediction_console_url(AVATAR, prediction_id)
 
@@ -310,7 +310,7 @@ def test_wait_timeout_fails_the_run_operator_with_the_deadline_message_deferred_
         """,
     )
 
-    dr = run_dag(dag)  # the predictions would complete after 60 s: only the deadline can fail the tasks
+    dr = run_dag(dag)  # the predictions would complete after 600 s: only the deadline can fail the tasks
 
     assert task_states(dr) == {"deferrable_true": "failed", "deferrable_false": "failed"}
     assert went_through_deferral(dr, "deferrable_true", all_output)
