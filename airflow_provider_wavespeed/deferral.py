@@ -4,12 +4,17 @@ a deferred task may be resumed. Both live in the provider's own ``[wavespeed]`` 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from airflow.providers.common.compat.sdk import conf
 
 #: Default of ``[wavespeed] min_deferral_seconds``.
 MIN_DEFERRAL_SECONDS = 10.0
 #: Default of ``[wavespeed] default_deferrable``.
 DEFAULT_DEFERRABLE = True
+#: Added to the wait's own limit in ``defer(timeout=...)``: Airflow's deferral timeout is a backstop behind
+#: the trigger's deadline (which ends the wait with a clear message), never the first to fire.
+DEFER_TIMEOUT_GRACE = timedelta(minutes=5)
 
 
 def min_deferral_seconds() -> float:

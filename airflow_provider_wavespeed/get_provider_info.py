@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_wavespeed import __version__
+from airflow_provider_wavespeed.connection_form import provider_info_form
 
 _INTEGRATION = "WaveSpeedAI"
 _PKG = "airflow_provider_wavespeed"
@@ -67,11 +68,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "wavespeed",
                 "hook-class-name": f"{_PKG}.hooks.wavespeed.WaveSpeedHook",
                 "hook-name": "WaveSpeed",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "login", "extra"],
-                    "relabeling": {"password": "API Key", "host": "Base URL"},
-                    "placeholders": {"host": "https://api.wavespeed.ai", "password": "your WaveSpeed API key"},
-                },
+                "ui-field-behaviour": provider_info_form(),
             }
         ],
         "extra-links": [f"{_PKG}.operators.wavespeed.WaveSpeedPredictionLink"],

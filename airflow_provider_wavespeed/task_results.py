@@ -12,20 +12,6 @@ from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.waiting import is_final
 from airflow_provider_wavespeed.triggers.events import DEADLINE, TERMINAL, MalformedEvent, parse_event
 
-NSFW_POLICIES = ("keep", "skip", "fail")
-
-
-def check_nsfw_policy(value: str) -> str:
-    if value not in NSFW_POLICIES:
-        raise ValueError(f"nsfw_policy must be one of {', '.join(NSFW_POLICIES)}, got {value!r}")
-    return value
-
-
-def check_expected_runtime(value: float | None) -> float | None:
-    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value <= 0):
-        raise ValueError(f"expected_runtime must be a positive number of seconds, got {value!r}")
-    return None if value is None else float(value)
-
 
 def flagged_outputs(prediction: Prediction) -> list[int]:
     return [i for i, flagged in enumerate(prediction.has_nsfw_contents) if flagged]

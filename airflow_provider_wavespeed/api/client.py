@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,14 +18,14 @@ from airflow_provider_wavespeed.api import protocol
 from airflow_provider_wavespeed.api.errors import (
     WaveSpeedConfigError,
     WaveSpeedConnectionError,
+    WaveSpeedError,
     WaveSpeedNotFoundError,
-    WaveSpeedRateLimitError,
     WaveSpeedServerError,
-    WaveSpeedSubmitAmbiguousError,
 )
 from airflow_provider_wavespeed.api.models import Prediction
-from airflow_provider_wavespeed.api.reconcile import ServerClock, ambiguity_message, candidates
+from airflow_provider_wavespeed.api.reconcile import ServerClock
 from airflow_provider_wavespeed.api.retry import RetryPolicy
+from airflow_provider_wavespeed.api.submit_plan import Accepted, SubmitOutcome, Unanswered, classify, is_unanswered
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,8 @@ class WaveSpeedClient:
     def __init__(self, settings: ClientSettings, http: httpx.Client | None = None) -> None:
         self.settings = settings
         self.http = http or httpx.Client(timeout=settings.http_timeout(), follow_redirects=True)
-        self._submitted_ids: set[str] = set()
+        #: Predictions this client submitted or adopted: never adopted again for another submit.
+        self.submitted_ids: set[str] = set()
         self.server_clock = ServerClock()
 
     def __enter__(self) -> WaveSpeedClient:
@@ -189,69 +190,21 @@ class WaveSpeedClient:
         data = self.call(protocol.list_predictions(**filters)) or {}
         return [Prediction.from_api(item) for item in data.get("items") or [] if isinstance(item, dict)]
 
-    def submit_prediction(
-        self,
-        model: str,
-        inputs: Mapping[str, Any],
-        *,
-        webhook: str | None = None,
-        claimed_ids: Iterable[str] | Callable[[], Iterable[str]] = (),
-        retry_rate_limits: bool = True,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> Prediction:
-        """Submit once, billed once.
-
-        A rejected submit (429) is retried after backoff. An ambiguous one (no reply, 5xx) is never
-        blindly repeated: the history is searched in the attempt's window (see ``api.reconcile``),
-        leaving out ``claimed_ids`` (predictions known to be someone else's; a callable is asked at
-        search time). One candidate is adopted; none means nothing was created and it is safe to
-        submit again; several raise :class:`WaveSpeedSubmitAmbiguousError` with their ids and the window.
-        """
+    def send_submit(self, model: str, inputs: Mapping[str, Any], *, webhook: str | None = None) -> SubmitOutcome:
+        """Send the submit POST once and say what happened. It is billed and not idempotent, so it is never
+        retried here: what to do next is ``api.submit_plan``'s decision."""
         request = protocol.submit(model, inputs, webhook=webhook)
-        policy = self.settings.retry
-        last_error: Exception | None = None
-        for attempt in range(1, policy.max_attempts + 1):
-            sent_at = time.time()
-            try:
-                prediction = Prediction.from_api(self.send(request) or {})
-            except WaveSpeedRateLimitError as exc:
-                if not retry_rate_limits:
-                    raise
-                last_error = exc
-                log.warning("Submit to %s was rate limited (nothing was created): %s", model, exc)
-            except (WaveSpeedServerError, WaveSpeedConnectionError) as exc:
-                last_error = exc
-                if isinstance(exc, WaveSpeedConnectionError) and not exc.request_sent:
-                    log.warning("Submit to %s never reached the API (nothing was created): %s", model, exc)
-                else:
-                    window = self.server_clock.window(model, sent_at, time.time())
-                    log.warning(
-                        "Submit to %s got no clear answer (%s); checking history %s", model, exc, window.describe()
-                    )
-                    sleep(policy.next_wait(attempt, exc))
-                    claimed = set(claimed_ids() if callable(claimed_ids) else claimed_ids) | self._submitted_ids
-                    found = candidates(self.list_predictions, window, inputs, claimed)
-                    if len(found) > 1:
-                        ids = [p.id for p in found]
-                        raise WaveSpeedSubmitAmbiguousError(
-                            model, ambiguity_message(window, ids), ids, window=window.to_json()
-                        ) from exc
-                    if found:
-                        why = "its inputs match" if "input" in found[0].raw else "the only unclaimed one in the window"
-                        log.warning("Adopted prediction %s of the unanswered submit: %s", found[0].id, why)
-                        self._submitted_ids.add(found[0].id)
-                        return found[0]
-                    log.warning("History shows no prediction from that submit: safe to submit again")
-                    continue
-            else:
-                if not prediction.id:
-                    raise WaveSpeedServerError(200, "submit reply has no data.id", path=request.path)
-                self._submitted_ids.add(prediction.id)
-                return prediction
-            if attempt < policy.max_attempts:
-                sleep(policy.next_wait(attempt, last_error))
-        assert last_error is not None
-        raise last_error
+        sent_at = time.time()
+        try:
+            prediction = Prediction.from_api(self.send(request) or {})
+        except WaveSpeedError as exc:
+            if is_unanswered(exc):
+                return Unanswered(exc, self.server_clock.window(model, sent_at, time.time()))
+            return classify(exc)
+        if not prediction.id:
+            error = WaveSpeedServerError(200, "submit reply has no data.id", path=request.path)
+            return Unanswered(error, self.server_clock.window(model, sent_at, time.time()))
+        return Accepted(prediction)
 
 
 # In-flight requests per shared async client. Past httpx's pool size requests queue inside httpcore,

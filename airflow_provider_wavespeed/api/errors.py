@@ -86,6 +86,11 @@ class WaveSpeedConnectionError(WaveSpeedError):
         super().__init__(f"{message} ({path})" if path else message)
 
 
+class WaveSpeedSubmitRefused(WaveSpeedError):
+    """The submit was not made and asking again will not change that (over max_cost, rate limited past
+    rate_limit_timeout, a retry that cannot tell its earlier prediction apart). Nothing was billed."""
+
+
 class WaveSpeedSubmitAmbiguousError(WaveSpeedError):
     """A submit may or may not have created a (billed) prediction, and history could not tell which.
 

@@ -17,6 +17,7 @@ from airflow_provider_wavespeed.api.errors import (
     WaveSpeedError,
     WaveSpeedInputError,
     WaveSpeedRequestError,
+    WaveSpeedSubmitRefused,
 )
 from airflow_provider_wavespeed.api.models import Prediction, PredictionStatus
 from airflow_provider_wavespeed.api.polling import PollSchedule, default_min_interval
@@ -58,8 +59,16 @@ Decision = Finished | Sleep | DeadlinePassed | Failed
 
 def is_final(error: WaveSpeedError) -> bool:
     """Errors that asking again cannot fix (bad key, bad input, unknown model or prediction, bad
-    settings); everything else (network, 5xx, 429) is transient: waited through, or retried."""
-    return isinstance(error, WaveSpeedAuthError | WaveSpeedRequestError | WaveSpeedConfigError | WaveSpeedInputError)
+    settings, a submit refused before anything was billed); everything else (network, 5xx, 429) is
+    transient: waited through, or retried."""
+    final = (
+        WaveSpeedAuthError,
+        WaveSpeedRequestError,
+        WaveSpeedConfigError,
+        WaveSpeedInputError,
+        WaveSpeedSubmitRefused,
+    )
+    return isinstance(error, final)
 
 
 @dataclass

@@ -28,7 +28,10 @@ from airflow_provider_wavespeed.api.loop_clients import shared_async_client
 from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.retry import RetryPolicy
 from airflow_provider_wavespeed.api.schema import request_schema, validate_inputs
+from airflow_provider_wavespeed.api.submit_plan import SubmitPlan
+from airflow_provider_wavespeed.api.submitting import carry_out
 from airflow_provider_wavespeed.api.upload import upload_stream
+from airflow_provider_wavespeed.connection_form import hook_form
 from airflow_provider_wavespeed.media import open_media, resolve_media_inputs
 
 MODEL_CATALOGUE_TTL = 3600.0
@@ -98,12 +101,8 @@ class WaveSpeedHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Connection form for Airflow 3.1 (3.2+ reads the same from provider info)."""
-        return {
-            "hidden_fields": ["schema", "port", "login", "extra"],
-            "relabeling": {"password": "API Key", "host": "Base URL"},
-            "placeholders": {"host": DEFAULT_BASE_URL, "password": "your WaveSpeed API key"},
-        }
+        """Connection form for Airflow 3.1 (3.2+ reads the same form from provider info): ``connection_form``."""
+        return hook_form()
 
     def _settings_from(self, conn: Any) -> ClientSettings:
         self._settings = settings_from_connection(conn, timeout=self.timeout, retry=self.retry)
@@ -171,18 +170,30 @@ class WaveSpeedHook(BaseHook):
         *,
         webhook: str | None = None,
         claimed_ids: Iterable[str] | Callable[[], Iterable[str]] = (),
-        retry_rate_limits: bool = True,
+        rate_limit_timeout: float = 600.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> Prediction:
-        """Submit one prediction (billed once; see ``WaveSpeedClient.submit_prediction``).
+        """Submit one prediction of ``model`` with ready ``inputs``, billed once (``api.submit_plan``).
+
+        A 429 is waited out (``Retry-After``, else 15-25 s growing) for up to ``rate_limit_timeout`` seconds;
+        an unanswered submit is resolved from the history, never blindly repeated.
 
         :param claimed_ids: prediction ids known to be someone else's (or a callable asked when a lost
             reply is resolved), never adopted as this submit's.
-        :param retry_rate_limits: retry a rate-limited submit (429) with backoff; False raises
-            :class:`WaveSpeedRateLimitError` at once, for callers that wait elsewhere (the operators defer).
+        :param sleep: how to wait (tests pass their own).
         """
-        return self.client.submit_prediction(
-            model, inputs, webhook=webhook, claimed_ids=claimed_ids, retry_rate_limits=retry_rate_limits
+        client = self.client
+        plan = SubmitPlan(
+            model,
+            inputs,
+            rate_limit_timeout=rate_limit_timeout,
+            max_unanswered=client.settings.retry.max_attempts,
+            retry_wait=client.settings.retry.next_wait,
+            log=self.log,
         )
+        claimed = claimed_ids if callable(claimed_ids) else (lambda: claimed_ids)
+        done = carry_out(plan, plan.start_prepared(inputs), client, webhook=webhook, claimed=claimed, sleep=sleep)
+        return done.prediction
 
     def get_prediction(self, prediction_id: str) -> Prediction:
         return self.client.get_prediction(prediction_id)

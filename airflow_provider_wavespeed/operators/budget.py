@@ -12,8 +12,9 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 
 from airflow_provider_wavespeed.api.errors import WaveSpeedError, WaveSpeedInputError
 from airflow_provider_wavespeed.api.protocol import check_model_id
+from airflow_provider_wavespeed.costs import most_expensive, priced_inputs
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
-from airflow_provider_wavespeed.parameters import check_usd
+from airflow_provider_wavespeed.parameters import check_count, check_usd
 from airflow_provider_wavespeed.task_results import final_error
 
 #: WaveSpeedBudgetOperator: the quote of every item, in batch order, and their total (USD).
@@ -66,9 +67,7 @@ class WaveSpeedBudgetOperator(BaseOperator):
         self.wavespeed_conn_id = wavespeed_conn_id
         self.validate_inputs = validate_inputs
         self.media_conn_id = media_conn_id
-        if not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = check_count("max_concurrency", max_concurrency)
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -91,8 +90,7 @@ class WaveSpeedBudgetOperator(BaseOperator):
         ti.xcom_push(key=BATCH_QUOTES_XCOM_KEY, value=quotes)
         ti.xcom_push(key=BATCH_TOTAL_XCOM_KEY, value=total)
         if total > limit:
-            priciest = sorted(range(len(items)), key=lambda i: quotes[i], reverse=True)[:3]
-            listed = "; ".join(f"item {i}: {quotes[i]:.4f} USD {_short(items[i])}" for i in priciest)
+            listed = "; ".join(f"item {i}: {quotes[i]:.4f} USD {_short(items[i])}" for i in most_expensive(quotes))
             raise AirflowFailException(
                 f"{self.task_id}: the {len(items)} items of this batch would cost {total:.4f} USD on {model}, "
                 f"above max_total_cost {limit:.4f} USD; nothing was submitted. Most expensive: "
@@ -150,13 +148,17 @@ class WaveSpeedBudgetOperator(BaseOperator):
             raise final_error(WaveSpeedInputError(model, problems), self.task_id)
 
     def _quote(self, model: str, item: dict[str, Any]) -> float:
+        quote: float | Exception
         try:
-            return self.hook.quote(model, self.hook.resolve_media_inputs(item, conn_id=self.media_conn_id))
-        except (WaveSpeedError, FileNotFoundError) as exc:
+            _, quote = priced_inputs(self.hook, model, item, self.media_conn_id)
+        except (WaveSpeedError, FileNotFoundError) as exc:  # an upload the quote needs failed
+            quote = exc
+        if isinstance(quote, Exception):
             raise AirflowFailException(
-                f"{self.task_id}: no price quote for an item of this batch on {model} ({exc}); the budget cannot "
+                f"{self.task_id}: no price quote for an item of this batch on {model} ({quote}); the budget cannot "
                 "be checked, so nothing will be submitted. Retry later, or remove the budget gate knowingly."
-            ) from None
+            )
+        return quote
 
 
 def _short(item: Mapping[str, Any], limit: int = 120) -> str:

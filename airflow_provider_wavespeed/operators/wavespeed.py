@@ -1,5 +1,6 @@
 """WaveSpeedSubmitOperator, WaveSpeedDownloadOperator, WaveSpeedRunOperator (with WaveSpeedBudgetOperator,
-from ``operators.budget``) and the prediction extra link. How a submit is made exactly once: ``submission``."""
+from ``operators.budget``) and the prediction extra link. How a submit is made exactly once:
+``api.submit_plan``, driven by ``operators.submit_driver``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.protocol import check_model_id, check_prediction_id, check_submit_options
 from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Failed, Finished
 from airflow_provider_wavespeed.assets import emit_output_events
-from airflow_provider_wavespeed.deferral import default_deferrable, min_deferral_seconds
+from airflow_provider_wavespeed.deferral import DEFER_TIMEOUT_GRACE, default_deferrable, min_deferral_seconds
 from airflow_provider_wavespeed.destinations import Destination
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.operators.budget import (
@@ -24,10 +25,7 @@ from airflow_provider_wavespeed.operators.budget import (
     BATCH_TOTAL_XCOM_KEY,
     WaveSpeedBudgetOperator,
 )
-from airflow_provider_wavespeed.output_downloads import store_outputs
-from airflow_provider_wavespeed.parameters import check_seconds, check_usd
-from airflow_provider_wavespeed.sensors.wavespeed import DEFER_TIMEOUT_GRACE
-from airflow_provider_wavespeed.submission import (
+from airflow_provider_wavespeed.operators.submit_driver import (
     CLAIM_XCOM_KEY,
     COST_XCOM_KEY,
     LINK_XCOM_KEY,
@@ -35,10 +33,16 @@ from airflow_provider_wavespeed.submission import (
     own_xcom,
     prediction_console_url,
 )
+from airflow_provider_wavespeed.output_downloads import store_outputs
+from airflow_provider_wavespeed.parameters import (
+    check_count,
+    check_nsfw_policy,
+    check_optional_seconds,
+    check_seconds,
+    check_usd,
+)
 from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
-    check_expected_runtime,
-    check_nsfw_policy,
     completed_result,
     deadline_failure,
     final_error,
@@ -182,9 +186,7 @@ class _StoresOutputs:
         self.filename = filename
         self.destination_conn_id = destination_conn_id
         self.nsfw_policy = check_nsfw_policy(nsfw_policy)
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = check_count("max_concurrency", max_concurrency)
         self.asset_alias = asset_alias
 
     def _alias_outlets(self, outlets: Any) -> list[Any]:
@@ -329,11 +331,11 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.expected_runtime = check_expected_runtime(expected_runtime)
+        self.expected_runtime = check_optional_seconds("expected_runtime", expected_runtime)
         self._init_storage(destination, filename, destination_conn_id, nsfw_policy, max_concurrency, asset_alias)
         self.outlets = self._alias_outlets(self.outlets)
         self.wait_timeout = check_seconds("wait_timeout", wait_timeout)
-        self.queue_timeout = check_seconds("queue_timeout", queue_timeout)
+        self.queue_timeout = check_seconds("queue_timeout", queue_timeout, allow_zero=True)
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
 

@@ -3,31 +3,44 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.providers.common.compat.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowSkipException,
+    BaseSensorOperator,
+    Context,
+    PokeReturnValue,
+)
 
 from airflow_provider_wavespeed.api.errors import WaveSpeedError
 from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.protocol import check_prediction_id
-from airflow_provider_wavespeed.api.waiting import is_final
-from airflow_provider_wavespeed.deferral import default_deferrable, min_deferral_seconds
+from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Finished, Sleep
+from airflow_provider_wavespeed.deferral import DEFER_TIMEOUT_GRACE, default_deferrable, min_deferral_seconds
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from airflow_provider_wavespeed.parameters import check_nsfw_policy, check_optional_seconds, check_seconds
 from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
-    check_expected_runtime,
-    check_nsfw_policy,
     completed_result,
     final_error,
     prediction_from_event,
 )
+from airflow_provider_wavespeed.triggers.events import PredictionEvent, deadline_event, error_event, terminal_event
 from airflow_provider_wavespeed.triggers.wavespeed import WaveSpeedPredictionTrigger
 
-# Airflow's own deferral timeout is a backstop behind the trigger's deadline, never the first to fire.
-DEFER_TIMEOUT_GRACE = timedelta(minutes=5)
+
+def _no_reschedule(task_id: str) -> str:
+    return (
+        f"{task_id}: mode='reschedule' is not supported with deferrable=False. The wait follows a plan whose "
+        "first pauses are seconds long: a reschedule per pause would start a new try every few seconds and "
+        "forget what the last poll saw. To free the worker slot while waiting use deferrable=True (the "
+        "triggerer follows the same plan); to wait in the worker use mode='poke'."
+    )
 
 
 class WaveSpeedPredictionSensor(BaseSensorOperator):
@@ -35,15 +48,19 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
     Wait until a WaveSpeed prediction reaches a terminal status; return the completed prediction.
 
     Deferrable by default: the wait runs in the triggerer and frees the worker slot. With
-    ``deferrable=False`` the sensor pokes from the worker every ``poke_interval`` seconds.
+    ``deferrable=False`` the worker waits instead, holding its slot, and waits exactly as the triggerer
+    would (one plan, ``api.waiting.WaitPlan``): the same deadline and queue grace, the same growing pauses,
+    the same errors waited through or failed on, the same messages. ``poke_interval``,
+    ``exponential_backoff`` and ``max_wait`` are not used; ``mode='reschedule'`` is refused with
+    ``deferrable=False`` (use ``deferrable=True`` to free the slot).
 
     :param prediction_id: the id returned by ``WaveSpeedSubmitOperator`` (templated).
     :param wavespeed_conn_id: connection holding the API key.
     :param deferrable: wait in the triggerer instead of the worker (default: the ``[wavespeed]
         default_deferrable`` option, True unless set to False).
-    :param poll_interval: shortest pause between polls while deferred (default 2 s for images,
-        5 s for video models); the pause grows with the time waited, up to ``max_poll_interval``.
-    :param max_poll_interval: longest pause between polls while deferred.
+    :param poll_interval: shortest pause between polls (default 2 s for images, 5 s for video models);
+        the pause grows with the time since the prediction started, up to ``max_poll_interval``.
+    :param max_poll_interval: longest pause between polls.
     :param nsfw_policy: what to do when ``has_nsfw_contents`` flags outputs: ``keep`` (warn),
         ``skip`` (warn; the download operator skips them) or ``fail``.
     :param timeout: give up after this many seconds (also enforced while deferred).
@@ -51,7 +68,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         time of this model for these inputs: the first poll waits for half of it (fewer polls). A wrong
         hint costs at most a few polls.
     :param queue_timeout: a prediction still queued (``created``: the account's concurrency is full)
-        when ``timeout`` passes is waited for this much longer while deferred (default 1 hour).
+        when ``timeout`` passes is waited for this much longer (default 1 hour).
     """
 
     template_fields: Sequence[str] = ("prediction_id",)
@@ -75,13 +92,16 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         self.prediction_id = prediction_id
         self.wavespeed_conn_id = wavespeed_conn_id
         self.deferrable = deferrable
+        if self.reschedule and not deferrable:
+            raise ValueError(_no_reschedule(self.task_id))
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.nsfw_policy = check_nsfw_policy(nsfw_policy)
-        if not isinstance(queue_timeout, int | float) or isinstance(queue_timeout, bool) or queue_timeout < 0:
-            raise ValueError(f"queue_timeout must be a non-negative number of seconds, got {queue_timeout!r}")
-        self.queue_timeout = float(queue_timeout)
-        self.expected_runtime = check_expected_runtime(expected_runtime)
+        self.queue_timeout = check_seconds("queue_timeout", queue_timeout, allow_zero=True)
+        self.expected_runtime = check_optional_seconds("expected_runtime", expected_runtime)
+        # Time source and pause of the wait in the worker; tests replace them (as they do the trigger's).
+        self.clock: Callable[[], float] = time.time
+        self.sleep: Callable[[float], object] = time.sleep
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -101,45 +121,78 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         except WaveSpeedError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from None
 
+    @contextmanager
+    def _soft_fail(self) -> Iterator[None]:
+        """``soft_fail`` / ``never_fail`` turn a failure into a skip, as ``resume_execution`` does after a
+        deferral: the same in both modes, the first look included."""
+        try:
+            yield
+        except AirflowSkipException:
+            raise
+        except AirflowException as exc:
+            if self.soft_fail:
+                raise AirflowSkipException("Skipping due to soft_fail is set to True.") from exc
+            if self.never_fail:
+                raise AirflowSkipException("Skipping due to never_fail is set to True.") from exc
+            raise
+
     def execute(self, context: Context) -> Any:
-        prediction_id = self._check_prediction_id()
-        if not self.deferrable:
-            return super().execute(context)
-        prediction = self._get_prediction(prediction_id)
-        if prediction.is_terminal:
-            return completed_result(prediction, self.nsfw_policy, self.log)
-        self.log.info("Prediction %s is %s; deferring to the triggerer", prediction_id, prediction.status)
-        deadline = time.time() + self.timeout
-        self.defer(
-            trigger=WaveSpeedPredictionTrigger(
+        with self._soft_fail():
+            prediction_id = self._check_prediction_id()
+            if self.reschedule and not self.deferrable:
+                raise AirflowFailException(_no_reschedule(self.task_id))
+            prediction = self._get_prediction(prediction_id)
+            if prediction.is_terminal:
+                return completed_result(prediction, self.nsfw_policy, self.log)
+            trigger = WaveSpeedPredictionTrigger(
                 prediction_id=prediction_id,
                 wavespeed_conn_id=self.wavespeed_conn_id,
-                deadline=deadline,
-                started_at=prediction.created_epoch or time.time(),
+                deadline=self.clock() + self.timeout,
+                started_at=prediction.created_epoch or self.clock(),
                 poll_interval=self.poll_interval,
                 max_poll_interval=self.max_poll_interval,
                 model=prediction.model,
-                not_before=time.time() + min_deferral_seconds(),
                 queue_grace=self.queue_timeout,
                 expected_runtime=self.expected_runtime,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + self.queue_timeout) + DEFER_TIMEOUT_GRACE,
-        )
+            )
+            if not self.deferrable:
+                return self.execute_complete(context, self._wait_in_worker(trigger, prediction))
+            self.log.info("Prediction %s is %s; deferring to the triggerer", prediction_id, prediction.status)
+            trigger.not_before = self.clock() + min_deferral_seconds()
+            self.defer(
+                trigger=trigger,
+                method_name="execute_complete",
+                timeout=timedelta(seconds=self.timeout + self.queue_timeout) + DEFER_TIMEOUT_GRACE,
+            )
+
+    def _wait_in_worker(self, trigger: WaveSpeedPredictionTrigger, first: Prediction) -> PredictionEvent:
+        """The trigger's wait with blocking pauses (the same plan decides); returns the event the trigger
+        would have fired, so both modes end through ``execute_complete``."""
+        plan = trigger.plan()
+        plan.log = self.log
+        outcome: Prediction | WaveSpeedError = first  # the first look already happened
+        while True:
+            decision = plan.after_poll(outcome, self.clock())
+            if isinstance(decision, Finished):
+                return terminal_event(decision.prediction)
+            if isinstance(decision, DeadlinePassed):
+                return deadline_event(trigger.prediction_id, decision.status, decision.waited)
+            if not isinstance(decision, Sleep):
+                return error_event(trigger.prediction_id, decision.error)
+            self.sleep(decision.seconds)
+            try:
+                outcome = self.hook.get_prediction(trigger.prediction_id)
+            except WaveSpeedError as exc:
+                outcome = exc
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        try:
-            prediction = self.hook.get_prediction(self._check_prediction_id())
-        except WaveSpeedError as exc:
-            if is_final(exc):
-                raise final_error(exc, self.task_id) from None
-            self.log.warning("Polling prediction %s failed (%s); will poke again", self.prediction_id, exc)
-            return False
+        """One look (``execute`` never calls this: it waits by the plan); final errors fail, others raise."""
+        prediction = self._get_prediction(self._check_prediction_id())
         if not prediction.is_terminal:
-            self.log.info("Prediction %s is %s", prediction.id, prediction.status)
             return False
         return PokeReturnValue(True, completed_result(prediction, self.nsfw_policy, self.log))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Resume after the trigger fired: validate the event, return the completed prediction or fail."""
+    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired (or the worker's wait ended): validate the event, return the
+        completed prediction or fail."""
         return completed_result(prediction_from_event(event, self.task_id), self.nsfw_policy, self.log)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-import airflow_provider_wavespeed.submission as submission_module
+import airflow_provider_wavespeed.api.submit_plan as submit_plan_module
 from airflow_provider_wavespeed.emulator import EmulatorConfig, WaveSpeedEmulator
 from airflow_provider_wavespeed.emulator.clock import ManualClock
 from airflow_provider_wavespeed.operators.wavespeed import (
@@ -217,8 +217,8 @@ def test_a_rate_limited_submit_waits_for_the_window_and_submits_once_without_fai
 ):
     emulator, clock = clocked_emulator
     # dag.test() has no separate worker to race with: a short pause keeps the test quick
-    monkeypatch.setattr(submission_module, "RATE_LIMIT_MIN_PAUSE_SECONDS", 1.0)
-    monkeypatch.setattr(submission_module, "RATE_LIMIT_FIRST_JITTER_SECONDS", 1.0)
+    monkeypatch.setattr(submit_plan_module, "RATE_LIMIT_MIN_PAUSE_SECONDS", 1.0)
+    monkeypatch.setattr(submit_plan_module, "RATE_LIMIT_FIRST_JITTER_SECONDS", 1.0)
     reply = httpx.post(
         f"{emulator.base_url}/api/v3/{FLUX}",
         json={"prompt": "someone else's prediction fills this minute's window"},

@@ -200,10 +200,10 @@ def completed(emulator, size: int) -> Prediction:
     """A completed prediction with one ``size``-byte output, fetched before any proxy is configured."""
     emulator.config.output_size = size
     with WaveSpeedClient(ClientSettings(api_key=emulator.api_key, base_url=emulator.base_url)) as client:
-        prediction = client.submit_prediction(
+        prediction = client.send_submit(
             "wavespeed-ai/hunyuan-avatar",
             {"image": "https://example.com/portrait.png", "audio": "https://example.com/voice.mp3"},
-        )
+        ).prediction
         deadline = time.monotonic() + 20
         while prediction.status != "completed" and time.monotonic() < deadline:
             time.sleep(0.02)

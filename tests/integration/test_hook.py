@@ -181,7 +181,7 @@ def test_a_wrong_key_raises_auth_error_without_the_key(emulator, monkeypatch):
 
 def test_a_missing_input_rejected_by_the_api_names_the_field(emulator, hook):
     with pytest.raises(WaveSpeedRequestError) as info:
-        hook.client.submit_prediction(AVATAR, {"image": AVATAR_INPUTS["image"]})
+        hook.submit(AVATAR, {"image": AVATAR_INPUTS["image"]})
     assert info.value.status_code == 400
     assert "audio" in str(info.value)
     assert emulator.stats.submit_attempts == 1  # a 400 is never retried
@@ -193,7 +193,7 @@ def test_an_unknown_model_is_not_found_by_validation_and_by_the_api(emulator, ho
         hook.validate_inputs("wavespeed-ai/no-such-model", AVATAR_INPUTS)
     assert emulator.stats.submit_attempts == 0
     with pytest.raises(WaveSpeedNotFoundError) as info:
-        hook.client.submit_prediction("wavespeed-ai/no-such-model", AVATAR_INPUTS)
+        hook.submit("wavespeed-ai/no-such-model", AVATAR_INPUTS)
     assert info.value.status_code == 404
     assert "wavespeed-ai/no-such-model" in str(info.value)
     assert emulator.stats.submits_accepted == 0
@@ -299,7 +299,7 @@ def test_when_the_models_endpoint_is_down_validation_is_skipped_with_a_log_line_
     assert hook.validate_inputs(AVATAR, {"image": AVATAR_INPUTS["image"]}) == []
     assert "Could not fetch the model catalogue" in all_output()
     with pytest.raises(WaveSpeedRequestError, match="audio"):
-        hook.client.submit_prediction(AVATAR, {"image": AVATAR_INPUTS["image"]})
+        hook.submit(AVATAR, {"image": AVATAR_INPUTS["image"]})
     assert emulator.stats.submits_accepted == 0
 
 

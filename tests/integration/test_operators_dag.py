@@ -265,7 +265,7 @@ def test_a_non_deferrable_sensor_pokes_from_the_worker_until_the_prediction_comp
         with DAG(dag_id="wavespeed_it_poke", **DAG_ARGS):
             submit = WaveSpeedSubmitOperator(task_id="submit", model="{AVATAR}", inputs={AVATAR_INPUTS!r})
             wait = WaveSpeedPredictionSensor(
-                task_id="wait", prediction_id=submit.output, deferrable=False, poke_interval=0.2, timeout=30
+                task_id="wait", prediction_id=submit.output, deferrable=False, poll_interval=0.2, timeout=30
             )
             submit >> wait
         """,

@@ -9,10 +9,24 @@ from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from tests.support import AVATAR, AVATAR_INPUTS, FAST_RETRY, FLUX, raw_submit
 
 
+class NoWaitSubmitter:
+    """``hook.submit`` with its pauses recorded instead of slept (the plan's waits are injected)."""
+
+    def __init__(self, hook: WaveSpeedHook) -> None:
+        self.hook = hook
+        self.pauses: list[float] = []
+
+    def submit_prediction(self, model, inputs):
+        return self.hook.submit(model, inputs, sleep=self.pauses.append)
+
+    def get_balance(self) -> float:
+        return self.hook.get_balance()
+
+
 @pytest.fixture
 def client(emulator):
     hook = WaveSpeedHook(retry=FAST_RETRY)
-    yield hook.client
+    yield NoWaitSubmitter(hook)
     hook.close()
 
 

@@ -28,6 +28,7 @@ DECISIONS: list[tuple[WaveSpeedError, bool]] = [
     (errors.WaveSpeedAPIError(418, "an answer no subclass knows"), False),
     (errors.WaveSpeedConnectionError("connection refused"), False),
     (errors.WaveSpeedSubmitAmbiguousError("wavespeed-ai/flux-dev", "reply lost", ["p1", "p2"]), False),
+    (errors.WaveSpeedSubmitRefused("the quote is above max_cost; nothing was submitted"), True),
     (errors.WaveSpeedPredictionFailed("p1", model="wavespeed-ai/flux-dev", code=5000), False),
     (errors.WaveSpeedWebhookError("bad signature"), False),
     (errors.WaveSpeedError("anything else"), False),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import airflow
 import jsonschema
 import pytest
+from packaging.utils import canonicalize_name
 
 from airflow_provider_wavespeed.get_provider_info import get_provider_info
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
@@ -22,6 +23,14 @@ def _class_paths() -> list[str]:
     paths = [ct["hook-class-name"] for ct in INFO["connection-types"]]
     paths += INFO.get("extra-links", [])
     return paths
+
+
+def _our_entry_point() -> EntryPoint:
+    """The one ``apache_airflow_provider`` entry point of this package (Airflow loads every one it finds)."""
+    (ep,) = [
+        e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_provider_wavespeed")
+    ]
+    return ep
 
 
 def _module_paths() -> list[str]:
@@ -37,15 +46,16 @@ def test_provider_info_validates_against_the_installed_airflow_schema():
     jsonschema.validate(INFO, schema)
 
 
-def test_package_name_matches_the_distribution_name():
-    assert INFO["package-name"] == "airflow-provider-wavespeed"
+def test_package_name_matches_the_installed_distribution_that_declares_the_entry_point():
+    """Airflow's provider discovery compares ``package-name`` with the canonical name of the distribution
+    its ``apache_airflow_provider`` entry point comes from, and a mismatch breaks every provider."""
+    ep = _our_entry_point()
+    assert ep.dist is not None
+    assert INFO["package-name"] == canonicalize_name(ep.dist.metadata["Name"])
 
 
 def test_entry_point_points_at_get_provider_info():
-    group = entry_points(group="apache_airflow_provider")
-    ours = [e for e in group if e.value.startswith("airflow_provider_wavespeed")]
-    (ep,) = ours
-    assert ep.load()() == INFO
+    assert _our_entry_point().load()() == INFO
 
 
 @pytest.mark.parametrize("path", _class_paths())
@@ -80,9 +90,30 @@ def test_providers_manager_discovers_the_provider_hook_and_connection_form():
     assert any(t.package_name == "airflow-provider-wavespeed" for t in manager.trigger)
 
 
-def test_hook_method_form_matches_provider_info_for_airflow_3_1():
-    declared = INFO["connection-types"][0]["ui-field-behaviour"]
-    from_hook = WaveSpeedHook.get_ui_field_behaviour()
-    assert from_hook["hidden_fields"] == declared["hidden-fields"]
-    assert from_hook["relabeling"] == declared["relabeling"]
-    assert from_hook["placeholders"] == declared["placeholders"]
+def test_airflow_3_1_and_3_2_plus_show_the_same_valid_connection_form():
+    """3.1 shows ``WaveSpeedHook.get_ui_field_behaviour()``, 3.2+ the provider info's ``ui-field-behaviour``."""
+    from airflow_provider_wavespeed.api.client import DEFAULT_BASE_URL
+
+    # Airflow 3.1 calls the method only when the hook class defines it itself (``hook_class.__dict__``)
+    assert "get_ui_field_behaviour" in WaveSpeedHook.__dict__
+    shown_by_3_1 = WaveSpeedHook.get_ui_field_behaviour()
+    # Airflow 3.2+ turns provider info's kebab-case keys into these (ProvidersManager._add_customized_fields)
+    declared = next(ct for ct in INFO["connection-types"] if ct["connection-type"] == WaveSpeedHook.conn_type)
+    behaviour = declared["ui-field-behaviour"]
+    shown_by_3_2 = {
+        "hidden_fields": behaviour.get("hidden-fields", []),
+        "relabeling": behaviour.get("relabeling", {}),
+        "placeholders": behaviour.get("placeholders", {}),
+    }
+    assert shown_by_3_1 == shown_by_3_2
+    # both versions drop a form that fails this schema (with only a log line), so it must pass it
+    schema_file = Path(airflow.__file__).parent / "customized_form_field_behaviours.schema.json"
+    jsonschema.validate(shown_by_3_1, json.loads(schema_file.read_text()))
+    if AIRFLOW_VERSION >= (3, 2):  # what the installed Airflow really shows
+        from airflow.providers_manager import ProvidersManager
+
+        assert ProvidersManager().field_behaviours["wavespeed"] == shown_by_3_1
+    # and it is the right form: the key field says what to put there, the URL is the client's default
+    assert shown_by_3_1["relabeling"] == {"password": "API Key", "host": "Base URL"}
+    assert shown_by_3_1["placeholders"]["host"] == DEFAULT_BASE_URL
+    assert set(shown_by_3_1["hidden_fields"]) == {"schema", "port", "login", "extra"}
