@@ -57,12 +57,12 @@ test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) -m "not e2e and not cluster" tests/unit tests/integration $(PYTEST_ARGS)
 
 # Unit + integration on the lowest supported Airflow, plus the e2e tests that prove 3.1's history path and
-# the deployment shapes (generated airflow.cfg, environment only, the container layout) there.
+# the deployment shapes (generated airflow.cfg, environment only, the container layout) and cancel on kill there.
 pytest-airflow-3.1: $(VENV_31)/.installed
 	$(VENV_31)/bin/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) tests/unit tests/integration \
 		$(PYTEST_ARGS); $(PYTEST_OK)
 	$(VENV_31)/bin/python -m pytest -p no:cacheprovider tests/e2e/test_lost_submit_replies_in_a_batch.py \
-		tests/e2e/test_deployment_shapes.py \
+		tests/e2e/test_deployment_shapes.py tests/e2e/test_cancel_on_kill.py \
 		$(PYTEST_ARGS); $(PYTEST_OK)
 
 # The package as a user gets it: build the sdist and the wheel (into a temporary folder), twine check both,

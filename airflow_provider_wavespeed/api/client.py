@@ -30,6 +30,9 @@ from airflow_provider_wavespeed.api.submit_plan import Accepted, SubmitOutcome, 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.wavespeed.ai"
+#: How a prediction was deleted: the documented endpoint, or the older one.
+DELETE_DOCUMENTED = "POST /api/v3/predictions/delete"
+DELETE_LEGACY = "DELETE /api/v3/predictions/{id}"
 CLIENT_NAME = "airflow-provider-wavespeed"
 
 
@@ -165,6 +168,15 @@ class WaveSpeedClient:
         data = self.call(protocol.get_balance()) or {}
         return float(data.get("balance", 0.0))
 
+    def delete_prediction(self, prediction_id: str) -> str:
+        """Delete (and so stop, as far as the API does) a prediction; returns which endpoint did it."""
+        try:
+            self.call(protocol.delete_predictions([prediction_id]))
+            return DELETE_DOCUMENTED
+        except WaveSpeedNotFoundError:  # an API without the documented endpoint: the older form
+            self.call(protocol.delete_prediction_legacy(prediction_id))
+            return DELETE_LEGACY
+
     def quote(self, model: str, inputs: Mapping[str, Any]) -> float:
         """USD one run of ``model`` with ``inputs`` costs: the documented pricing endpoint, else the other one."""
         last: Exception | None = None
@@ -247,3 +259,12 @@ class AsyncWaveSpeedClient:
     async def get_balance(self) -> float:
         data = await self.call(protocol.get_balance()) or {}
         return float(data.get("balance", 0.0))
+
+    async def delete_prediction(self, prediction_id: str) -> str:
+        """``WaveSpeedClient.delete_prediction``, without blocking the event loop."""
+        try:
+            await self.call(protocol.delete_predictions([prediction_id]))
+            return DELETE_DOCUMENTED
+        except WaveSpeedNotFoundError:
+            await self.call(protocol.delete_prediction_legacy(prediction_id))
+            return DELETE_LEGACY

@@ -121,6 +121,17 @@ def list_predictions(
     return ApiRequest("POST", f"{API_PREFIX}/predictions", body)
 
 
+def delete_predictions(prediction_ids: list[str]) -> ApiRequest:
+    """The documented delete (``POST /api/v3/predictions/delete``, ``{"ids": [...]}``): reply ``deleted_count``.
+    Unknown ids are ignored by the API, so repeating it is safe."""
+    return ApiRequest("POST", f"{API_PREFIX}/predictions/delete", json={"ids": list(prediction_ids)})
+
+
+def delete_prediction_legacy(prediction_id: str) -> ApiRequest:
+    """The older ``DELETE /api/v3/predictions/{id}`` ("cancel or delete tasks"): reply ``status: deleted``."""
+    return ApiRequest("DELETE", f"{API_PREFIX}/predictions/{check_prediction_id(prediction_id)}")
+
+
 def get_balance() -> ApiRequest:
     return ApiRequest("GET", f"{API_PREFIX}/balance")
 

@@ -53,11 +53,12 @@ def carry_out(
     pause: Callable[[Pause], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
+    sending: Callable[[float], None] | None = None,
 ) -> Use:
     """Do what ``plan`` says, starting with ``decision``, until it names the prediction (returned).
 
     Raises the plan's error when it fails, and :class:`WaveSpeedSubmitAmbiguousError` (with the window and
-    the candidates) when an unanswered submit stays ambiguous.
+    the candidates) when an unanswered submit stays ambiguous. ``sending`` is told when each submit is sent.
     """
     while True:
         if isinstance(decision, Use):
@@ -87,6 +88,8 @@ def carry_out(
             decision = Submit()
         elif isinstance(decision, Submit):
             assert plan.payload is not None
+            if sending is not None:
+                sending(clock())
             decision = plan.after_submit(client.send_submit(plan.model, plan.payload, webhook=webhook), clock())
         else:  # pragma: no cover - every Decision is handled above
             raise TypeError(f"unknown submit decision {decision!r}")

@@ -204,6 +204,13 @@ class WaveSpeedHook(BaseHook):
     def get_balance(self) -> float:
         return self.client.get_balance()
 
+    def delete_prediction(self, prediction_id: str) -> str:
+        """Delete a prediction (the API's only way to stop one); returns the endpoint that did it."""
+        return self.client.delete_prediction(protocol.check_prediction_id(prediction_id))
+
+    async def adelete_prediction(self, prediction_id: str) -> str:
+        return await (await self.get_async_conn()).delete_prediction(protocol.check_prediction_id(prediction_id))
+
     def quote(self, model: str, inputs: Mapping[str, Any]) -> float:
         """The price in USD of one run of ``model`` with ``inputs`` (pass fully resolved inputs: a quote
         with a price-driving input missing, e.g. the audio of an avatar model, understates the cost)."""

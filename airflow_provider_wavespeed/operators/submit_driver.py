@@ -27,8 +27,10 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 
 from airflow_provider_wavespeed.api.errors import WaveSpeedError, WaveSpeedSubmitAmbiguousError
 from airflow_provider_wavespeed.api.models import Prediction
+from airflow_provider_wavespeed.api.reconcile import candidates
 from airflow_provider_wavespeed.api.submit_plan import Pause, SubmitPlan
 from airflow_provider_wavespeed.api.submitting import Prepared, carry_out
+from airflow_provider_wavespeed.cancellation import CancelsOnKill
 from airflow_provider_wavespeed.costs import priced_inputs
 from airflow_provider_wavespeed.deferral import min_deferral_seconds
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
@@ -138,7 +140,7 @@ def prediction_state(context: Context, reuse_existing: bool) -> PredictionState:
 # -- the operator side ----------------------------------------------------------------------------------------
 
 
-class SubmitsOnce(BaseOperator):
+class SubmitsOnce(BaseOperator, CancelsOnKill):
     """The submit machinery of ``WaveSpeedSubmitOperator`` (and so of ``WaveSpeedRunOperator``).
 
     Subclasses set the attributes below in ``__init__`` and provide ``hook`` and ``_checked_arguments``.
@@ -163,6 +165,9 @@ class SubmitsOnce(BaseOperator):
         def hook(self) -> WaveSpeedHook: ...
 
         def _checked_arguments(self) -> tuple[str, dict[str, Any]]: ...
+
+    def on_kill(self) -> None:
+        CancelsOnKill.on_kill(self)
 
     def resume_after_rate_limit(self, context: Context, event: Any = None) -> Any:
         """Back from a deferred rate-limit pause: run ``execute`` again (it submits; nothing was created)."""
@@ -198,6 +203,7 @@ class SubmitsOnce(BaseOperator):
                 prepare=lambda: self._prepare(model, inputs, earlier),
                 pause=lambda pause: self._pause(context, pause, plan, fingerprint),
                 sleep=self.sleep,
+                sending=lambda sent_at: self._sending(context, plan, sent_at),
             )
         except WaveSpeedSubmitAmbiguousError as exc:
             if exc.window is not None:
@@ -215,6 +221,8 @@ class SubmitsOnce(BaseOperator):
             raise final_error(exc, self.task_id) from None
         except FileNotFoundError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from None
+        finally:
+            self._submitting = None
         prediction = done.prediction
         self.cost_usd = plan.cost_usd
         state.save({"id": prediction.id, "model": model, "fingerprint": fingerprint, "cost_usd": self.cost_usd})
@@ -222,6 +230,27 @@ class SubmitsOnce(BaseOperator):
             self.log.info("Submitted prediction %s to %s (status %s)", prediction.id, model, prediction.status)
         self._announce(context, prediction)
         return prediction
+
+    def _sending(self, context: Context, plan: SubmitPlan, sent_at: float) -> None:
+        """A submit is on its way (a sync-mode one may wait minutes for its reply): until the reply names the
+        prediction, a kill finds it in the history, as a lost reply is found."""
+        client = self.hook.client
+
+        def find(hook: WaveSpeedHook) -> str | None:
+            window = client.server_clock.window(plan.model, sent_at, time.time())
+            payload = plan.payload or {}
+            found = candidates(hook.list_predictions, window, payload, self._claims(context) | client.submitted_ids)
+            if len(found) == 1:
+                return found[0].id
+            self.log.warning(
+                "The task was marked failed while its submit awaited a reply; the history %s shows %d candidates, "
+                "so none is deleted",
+                window.describe(),
+                len(found),
+            )
+            return None
+
+        self._submitting = (context["ti"], find)
 
     def _saved(self, state: PredictionState, fingerprint: str) -> dict[str, Any] | None:
         """What an earlier try saved for these very model and inputs."""

@@ -100,6 +100,8 @@ class WaveSpeedSubmitOperator(SubmitsOnce):
         was created) before the task fails. The task waits in the triggerer meanwhile (deferrable) or sleeps.
     :param deferrable: wait out rate limits in the triggerer instead of the worker (default: the
         ``[wavespeed] default_deferrable`` option, True unless set to False).
+    :param cancel_on_kill: when a user marks this task (or its DAG run) failed while a submit awaits its
+        reply (``enable_sync_mode`` waits up to minutes), find the prediction in the history and delete it.
     """
 
     template_fields: Sequence[str] = ("model", "inputs", "webhook")
@@ -121,6 +123,7 @@ class WaveSpeedSubmitOperator(SubmitsOnce):
         max_cost: float | None = None,
         rate_limit_timeout: float = 3600.0,
         deferrable: bool = default_deferrable(),
+        cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -135,6 +138,7 @@ class WaveSpeedSubmitOperator(SubmitsOnce):
         self.max_cost = check_usd("max_cost", max_cost, positive=True)
         self.rate_limit_timeout = check_seconds("rate_limit_timeout", rate_limit_timeout)
         self.deferrable = deferrable
+        self.cancel_on_kill = cancel_on_kill
         self.cost_usd: float | None = None
         self._rate_limited: dict[str, Any] = {}
 
@@ -308,6 +312,8 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
     :param max_poll_interval: longest pause between polls.
     :param expected_runtime: how long the prediction is expected to run (seconds): the first poll waits
         for half of it (fewer polls); a wrong hint costs at most a few polls.
+    :param cancel_on_kill: when a user stops the wait (marks this task or its DAG run failed), delete the
+        prediction (default True). Marking success, clearing, a timeout or a triggerer restart never do.
 
     The return value also carries ``cost_usd``, the price quote of the prediction (None when unknown).
     """
@@ -354,9 +360,15 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
             model=prediction.model,
             queue_grace=self.queue_timeout,
             expected_runtime=self.expected_runtime,
+            cancel_on_kill=self.cancel_on_kill,
         )
         if not self.deferrable:
-            return self._finish(context, self._wait_in_worker(trigger))
+            self._wait_starts(context["ti"], prediction.id)
+            try:
+                waited = self._wait_in_worker(trigger)
+            finally:
+                self._wait_ends()
+            return self._finish(context, waited)
         self.log.info("Prediction %s is %s; deferring to the triggerer", prediction.id, prediction.status)
         trigger.not_before = time.time() + min_deferral_seconds()
         self.defer(
@@ -383,6 +395,7 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
             if isinstance(decision, Failed):
                 raise final_error(decision.error, self.task_id)
             time.sleep(decision.seconds)
+            self._stop_if_killed()
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         self.cost_usd = own_xcom(context, self.task_id, COST_XCOM_KEY)

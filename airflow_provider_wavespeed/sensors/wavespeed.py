@@ -21,6 +21,7 @@ from airflow_provider_wavespeed.api.errors import WaveSpeedError
 from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.protocol import check_prediction_id
 from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Finished, Sleep
+from airflow_provider_wavespeed.cancellation import CancelsOnKill
 from airflow_provider_wavespeed.deferral import DEFER_TIMEOUT_GRACE, default_deferrable, min_deferral_seconds
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.parameters import check_nsfw_policy, check_optional_seconds, check_seconds
@@ -43,7 +44,7 @@ def _no_reschedule(task_id: str) -> str:
     )
 
 
-class WaveSpeedPredictionSensor(BaseSensorOperator):
+class WaveSpeedPredictionSensor(BaseSensorOperator, CancelsOnKill):
     """
     Wait until a WaveSpeed prediction reaches a terminal status; return the completed prediction.
 
@@ -69,6 +70,9 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         hint costs at most a few polls.
     :param queue_timeout: a prediction still queued (``created``: the account's concurrency is full)
         when ``timeout`` passes is waited for this much longer (default 1 hour).
+    :param cancel_on_kill: when a user stops the wait (marks this task or its DAG run failed), delete the
+        prediction so it is not billed on (default True). Marking success, clearing, a timeout or a triggerer
+        restart never delete anything. Deferred waits need Airflow >= 3.3 or the 3.1/3.2 ``cleanup`` path.
     """
 
     template_fields: Sequence[str] = ("prediction_id",)
@@ -86,9 +90,11 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         poke_interval: float = 5.0,
         queue_timeout: float = 3600.0,
         expected_runtime: float | None = None,
+        cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
+        self.cancel_on_kill = cancel_on_kill
         self.prediction_id = prediction_id
         self.wavespeed_conn_id = wavespeed_conn_id
         self.deferrable = deferrable
@@ -102,6 +108,9 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
         # Time source and pause of the wait in the worker; tests replace them (as they do the trigger's).
         self.clock: Callable[[], float] = time.time
         self.sleep: Callable[[float], object] = time.sleep
+
+    def on_kill(self) -> None:
+        CancelsOnKill.on_kill(self)
 
     @cached_property
     def hook(self) -> WaveSpeedHook:
@@ -154,9 +163,15 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
                 model=prediction.model,
                 queue_grace=self.queue_timeout,
                 expected_runtime=self.expected_runtime,
+                cancel_on_kill=self.cancel_on_kill,
             )
             if not self.deferrable:
-                return self.execute_complete(context, self._wait_in_worker(trigger, prediction))
+                self._wait_starts(context["ti"], prediction_id)
+                try:
+                    event = self._wait_in_worker(trigger, prediction)
+                finally:
+                    self._wait_ends()
+                return self.execute_complete(context, event)
             self.log.info("Prediction %s is %s; deferring to the triggerer", prediction_id, prediction.status)
             trigger.not_before = self.clock() + min_deferral_seconds()
             self.defer(
@@ -180,6 +195,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator):
             if not isinstance(decision, Sleep):
                 return error_event(trigger.prediction_id, decision.error)
             self.sleep(decision.seconds)
+            self._stop_if_killed()
             try:
                 outcome = self.hook.get_prediction(trigger.prediction_id)
             except WaveSpeedError as exc:

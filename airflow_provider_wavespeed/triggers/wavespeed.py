@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,6 +15,7 @@ from airflow_provider_wavespeed.api.errors import (
 )
 from airflow_provider_wavespeed.api.models import Prediction
 from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Failed, Finished, Sleep, WaitPlan
+from airflow_provider_wavespeed.cancellation import shielded, should_cancel, task_state_in_triggerer
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.triggers.events import deadline_event, error_event, terminal_event
 
@@ -40,7 +42,14 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         ``deferral.min_deferral_seconds``: resuming a task too soon after it deferred races Airflow).
     :param queue_grace: seconds past ``deadline`` that a prediction still queued (``created``: the
         account's concurrency limit is full) is waited for; it is waiting, not stuck.
+    :param cancel_on_kill: when a user stops the wait (marks the task or its DAG run failed), delete the
+        prediction. Airflow >= 3.3 calls ``on_kill``; 3.1/3.2 only ``cleanup``, checked the same way. Only a task
+        instance that now stands ``failed`` cancels (see ``cancellation``): success, a clear, a timeout, a
+        triggerer restart or hand-over never do.
     """
+
+    #: Seconds the delete may take inside ``on_kill`` / ``cleanup``.
+    CANCEL_LIMIT_SECONDS = 15.0
 
     def __init__(
         self,
@@ -56,6 +65,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         queue_grace: float = 0.0,
         expected_runtime: float | None = None,
         not_before: float | None = None,
+        cancel_on_kill: bool = False,
     ) -> None:
         super().__init__()
         self.prediction_id = prediction_id
@@ -69,6 +79,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
         self.queue_grace = queue_grace
         self.expected_runtime = expected_runtime
         self.not_before = not_before
+        self.cancel_on_kill = cancel_on_kill
         # Time source and pause; tests replace them. Not serialized: a re-created trigger uses the real ones.
         self.clock: Callable[[], float] = time.time
         self.sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
@@ -88,6 +99,7 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
                 "queue_grace": self.queue_grace,
                 "expected_runtime": self.expected_runtime,
                 "not_before": self.not_before,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -134,3 +146,42 @@ class WaveSpeedPredictionTrigger(BaseTrigger):
                 yield TriggerEvent(error_event(self.prediction_id, decision.error))
                 return
             await self.sleep(decision.seconds)
+
+    async def on_kill(self) -> None:
+        """Airflow >= 3.3: the trigger was stopped by a user action (or handed to another triggerer)."""
+        await self._cancel_if_stopped_by_user()
+
+    async def cleanup(self) -> None:
+        """Airflow 3.1/3.2 have no ``on_kill``: a cancel in flight here is the same user action (or a deferral
+        timeout, a shutdown, a hand-over, which the task instance's state tells apart)."""
+        if not _TRIGGERS_HAVE_ON_KILL and isinstance(sys.exc_info()[1], asyncio.CancelledError):
+            await self._cancel_if_stopped_by_user()
+        await super().cleanup()
+
+    async def _cancel_if_stopped_by_user(self) -> None:
+        if not self.cancel_on_kill or self.task_instance is None:
+            return
+        state = await task_state_in_triggerer(self.task_instance)
+        if not should_cancel(state):
+            self.log.info(
+                "Wait for prediction %s stopped with the task %s: the prediction is kept",
+                self.prediction_id,
+                state or "in an unknown state",
+            )
+            return
+        outcome = await shielded(self._delete, self.CANCEL_LIMIT_SECONDS)
+        self.log.warning("%s", outcome or f"Deleting prediction {self.prediction_id} did not finish in time")
+
+    async def _delete(self) -> str:
+        hook = WaveSpeedHook(self.wavespeed_conn_id, timeout=self.request_timeout)
+        try:
+            how = await hook.adelete_prediction(self.prediction_id)
+        except WaveSpeedError as exc:
+            return f"The task was marked failed, but deleting prediction {self.prediction_id} failed: {exc}"
+        return (
+            f"Cancelled prediction {self.prediction_id} ({how}): the task was marked failed. Whether WaveSpeed "
+            "stops a running prediction at once, or refunds it, is not documented."
+        )
+
+
+_TRIGGERS_HAVE_ON_KILL = "on_kill" in vars(BaseTrigger)

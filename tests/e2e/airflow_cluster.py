@@ -225,6 +225,8 @@ class AirflowCluster:
     :param celery_workers: how many ``airflow celery worker`` processes to run.
     :param celery_worker_concurrency: task slots per Celery worker.
     :param distinct_hostnames: every process reports its own name as its hostname.
+    :param rest_api: serve Airflow's REST API (``/api/v2``) too, for :meth:`rest` (the user actions of the UI:
+        mark failed, clear, ...), with SimpleAuthManager's ``admin`` user.
     :param minimal_env: configure Airflow as a new user does: the ``airflow.cfg`` that ``airflow db migrate``
         writes on the empty home, and in the environment only what this shared machine needs (the home,
         the api-server on 127.0.0.1 and a free port) plus ``env``. No test-speed settings: scheduler,
@@ -250,6 +252,7 @@ class AirflowCluster:
         celery_worker_concurrency: int = 2,
         distinct_hostnames: bool = False,
         minimal_env: bool = False,
+        rest_api: bool = False,
     ) -> None:
         self.home = Path(tmp_path).resolve() / "airflow"
         self.dags_folder = self.home / "dags"
@@ -271,6 +274,8 @@ class AirflowCluster:
         self.celery_worker_concurrency = celery_worker_concurrency
         self.distinct_hostnames = distinct_hostnames
         self.minimal_env = minimal_env
+        self.rest_api = rest_api
+        self._rest_token: str | None = None
         if minimal_env:  # what the generated airflow.cfg says: [triggerer] and [scheduler] defaults
             self.triggerer_health_check_threshold, self.heartbeat_sec = 30.0, 5.0
         if minimal_env and (database_url or executor != "LocalExecutor" or distinct_hostnames):
@@ -355,7 +360,8 @@ class AirflowCluster:
                 # A killed triggerer is declared dead after `threshold` seconds without a heartbeat;
                 # its triggers are then picked up by any live triggerer.
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": str(beat),
-                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(threshold),
+                # Airflow 3.1's REST API reads it with getint: "6", not "6.0".
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": f"{threshold:g}",
                 # Ports of log servers we never start (-s); pinned to free ports just in case.
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
@@ -367,6 +373,8 @@ class AirflowCluster:
             (pylib / f"{_HOSTNAME_MODULE}.py").write_text(_HOSTNAME_SOURCE)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pylib), env.get("PYTHONPATH", "")) if p)
             env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{_HOSTNAME_MODULE}.hostname"
+        if self.rest_api:
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
         env.update(extra)
         return env
 
@@ -491,7 +499,8 @@ class AirflowCluster:
                 self._open_log(WARM_CLI, "starting the warm airflow CLI"),
             )
             self._migrate()
-            self._spawn(API_SERVER, "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", str(self.api_port))
+            apps = "all" if self.rest_api else "execution"
+            self._spawn(API_SERVER, "api-server", "--apps", apps, "-H", "127.0.0.1", "-p", str(self.api_port))
             self._spawn(DAG_PROCESSOR, "dag-processor")
             for index in range(1, self.scheduler_count + 1):
                 self._spawn(_numbered(SCHEDULER, index), "scheduler", "--skip-serve-logs")
@@ -797,6 +806,37 @@ class AirflowCluster:
             ) from None
 
     # --------------------------------------------------------------- actions
+
+    def rest(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:
+        """Call Airflow's REST API (``/api/v2`` + ``path``) as the ``admin`` user, as the UI does for its actions.
+        Needs ``rest_api=True``. Returns ``(status, decoded JSON or text)``."""
+        if not self.rest_api:
+            raise AirflowClusterError("start the cluster with rest_api=True to use its REST API")
+        if self._rest_token is None:
+            passwords = self.home / "simple_auth_manager_passwords.json.generated"
+            deadline = time.monotonic() + timeout
+            self._poll("the generated admin password", lambda: passwords.exists() or None, deadline)
+            login = json.dumps({"username": "admin", "password": json.loads(passwords.read_text())["admin"]})
+            request = urllib.request.Request(
+                f"{self.api_url}/auth/token", data=login.encode(), headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                self._rest_token = json.load(reply)["access_token"]
+        request = urllib.request.Request(
+            f"{self.api_url}/api/v2{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._rest_token}"},
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
+                status, text = reply.status, reply.read().decode()
+        except urllib.error.HTTPError as err:
+            status, text = err.code, err.read().decode()
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
 
     def unpause(self, dag_id: str) -> None:
         """Unpause a parsed DAG (a direct DB update; the scheduler reads it on its next loop)."""

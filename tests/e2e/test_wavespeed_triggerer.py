@@ -188,6 +188,8 @@ def test_the_wait_deadline_holds_across_a_triggerer_restart(cluster, emulator):
     assert cluster.task_states(dag_id, run_id)["wait"] == "failed"
     assert "Gave up waiting for WaveSpeed prediction" in cluster.dump_logs()
     assert emulator.stats.polls_by_prediction[prediction_id] - polls_before_restart <= 1
+    # A deadline (and a triggerer restart) is not a user's stop: the prediction runs on, to be waited on again.
+    assert not emulator.predictions[prediction_id].deleted
 
 
 def test_the_api_key_never_appears_in_any_log_xcom_or_table(cluster, emulator, tmp_path):
