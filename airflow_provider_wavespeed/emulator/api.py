@@ -287,6 +287,8 @@ def history(ctx: AppContext, request: Request) -> Response:
 
 
 def delete_predictions(ctx: AppContext, request: Request) -> Response:
+    if not ctx.config.delete_endpoint_enabled:
+        return error(404, f"not found: {request.path}")
     try:
         body = parse_json_object(request, empty_ok=False)
     except BadRequest as exc:

@@ -92,6 +92,8 @@ class EmulatorConfig:
     pricing_endpoint_enabled: bool = True
     #: False: ``POST /api/v3/model/price`` answers 404.
     price_endpoint_enabled: bool = True
+    #: False: ``POST /api/v3/predictions/delete`` answers 404 (an API with only the older ``DELETE`` form).
+    delete_endpoint_enabled: bool = True
     #: Served by ``GET /api/v3/webhook/secret``; webhooks are signed with it (``whsec_`` stripped).
     webhook_secret: str = field(default_factory=new_webhook_secret)
     #: Delivery attempts per webhook (a non-2xx answer or a network error is retried).
@@ -150,6 +152,7 @@ _BOOL_FIELDS = {
     "submit_limit_retry_after",
     "pricing_endpoint_enabled",
     "price_endpoint_enabled",
+    "delete_endpoint_enabled",
 }
 
 

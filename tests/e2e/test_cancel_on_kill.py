@@ -108,6 +108,16 @@ def test_marking_a_waiting_task_failed_deletes_its_prediction(cluster, emulator,
     assert cluster.task_states(dag_id, run_id)["wait"] == "failed"
 
 
+def test_marking_the_dag_run_failed_deletes_the_prediction_its_deferred_wait_was_on(cluster, emulator):
+    run_id, prediction_id = waiting(cluster, emulator, "kill_deferred", "deferred")
+
+    status, reply = cluster.rest("PATCH", f"/dags/kill_deferred/dagRuns/{run_id}", {"state": "failed"})
+    assert status == 200, reply
+
+    assert wait_until(lambda: deleted(emulator, prediction_id), seconds=60), f"{prediction_id} was not deleted"
+    assert cluster.run_state("kill_deferred", run_id) == "failed"
+
+
 def test_marking_a_deferred_wait_success_keeps_its_prediction(cluster, emulator):
     run_id, prediction_id = waiting(cluster, emulator, "kill_deferred", "deferred")
     before = emulator.stats.predictions_deleted

@@ -340,3 +340,22 @@ def test_the_key_never_appears_in_any_exception_text(emulator, monkeypatch, fres
     assert len(texts) >= 14
     leaks = [t for t in texts if LONG_KEY in t or LONG_KEY[:24] in t]
     assert not leaks
+
+
+# -- deleting (cancel on kill) ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("documented", "how"),
+    [(True, "POST /api/v3/predictions/delete"), (False, "DELETE /api/v3/predictions/{id}")],
+)
+def test_deleting_a_running_prediction_stops_it_through_whichever_delete_the_api_has(emulator, hook, documented, how):
+    emulator.configure(hold_predictions=True, delete_endpoint_enabled=documented)
+    running = hook.submit(AVATAR, AVATAR_INPUTS)
+
+    assert hook.delete_prediction(running.id) == how
+
+    after = hook.get_prediction(running.id)
+    assert after.status == "deleted" and after.outputs == []
+    assert emulator.stats.predictions_deleted == 1
+    assert emulator.predictions[running.id].deleted
