@@ -101,16 +101,16 @@ class CancelsOnKill:
     wavespeed_conn_id: str
     cancel_on_kill: bool
     log: Any
-    _waiting: tuple[Any, str] | None = None
-    #: A submit in flight (its reply, with the id, not yet here): the task instance and how to find its prediction.
-    _submitting: tuple[Any, Callable[[WaveSpeedHook], str | None]] | None = None
+    #: While the task could leave a prediction behind (a wait, or a submit whose reply with the id is not here
+    #: yet): its task instance, what it is doing (for the log), and how to name the prediction.
+    _stoppable: tuple[Any, str, Callable[[WaveSpeedHook], str | None]] | None = None
     _killed: bool = False
 
     def _wait_starts(self, ti: Any, prediction_id: str) -> None:
-        self._waiting = (ti, prediction_id)
+        self._stoppable = (ti, f"Wait for prediction {prediction_id}", lambda hook: prediction_id)
 
-    def _wait_ends(self) -> None:
-        self._waiting = None
+    def _nothing_left_to_stop(self) -> None:
+        self._stoppable = None
 
     def _stop_if_killed(self) -> None:
         """Between polls: a killed task does not poll on until Airflow's SIGKILL."""
@@ -119,21 +119,15 @@ class CancelsOnKill:
 
     def on_kill(self) -> None:
         self._killed = True
-        waiting, self._waiting = self._waiting, None
-        submitting, self._submitting = self._submitting, None
-        if not self.cancel_on_kill or (waiting is None and submitting is None):
+        stoppable, self._stoppable = self._stoppable, None
+        if stoppable is None or not self.cancel_on_kill:
             return
-        ti = waiting[0] if waiting is not None else submitting[0]  # type: ignore[index]
+        ti, what, find = stoppable
         state = task_state_in_worker(ti)
         if not should_cancel(state):
-            what = f"Wait for prediction {waiting[1]}" if waiting is not None else "A submit awaiting its reply"
             self.log.info("%s stopped with the task %s: kept", what, state or "unknown")
             return
-        if waiting is not None:
-            prediction_id = waiting[1]
-            self._cancel(ti, lambda hook: prediction_id)
-        elif submitting is not None:
-            self._cancel(ti, submitting[1])
+        self._cancel(ti, find)
 
     def _cancel(self, ti: Any, find: Callable[[WaveSpeedHook], str | None]) -> None:
         """Delete the prediction ``find`` names (within the SIGKILL's 5 s) and record it."""

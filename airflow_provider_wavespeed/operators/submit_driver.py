@@ -222,7 +222,7 @@ class SubmitsOnce(BaseOperator, CancelsOnKill):
         except FileNotFoundError as exc:
             raise AirflowFailException(f"{self.task_id}: {exc}") from None
         finally:
-            self._submitting = None
+            self._nothing_left_to_stop()
         prediction = done.prediction
         self.cost_usd = plan.cost_usd
         state.save({"id": prediction.id, "model": model, "fingerprint": fingerprint, "cost_usd": self.cost_usd})
@@ -250,7 +250,7 @@ class SubmitsOnce(BaseOperator, CancelsOnKill):
             )
             return None
 
-        self._submitting = (context["ti"], find)
+        self._stoppable = (context["ti"], "A submit awaiting its reply", find)
 
     def _saved(self, state: PredictionState, fingerprint: str) -> dict[str, Any] | None:
         """What an earlier try saved for these very model and inputs."""

@@ -367,7 +367,7 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
             try:
                 waited = self._wait_in_worker(trigger)
             finally:
-                self._wait_ends()
+                self._nothing_left_to_stop()
             return self._finish(context, waited)
         self.log.info("Prediction %s is %s; deferring to the triggerer", prediction.id, prediction.status)
         trigger.not_before = time.time() + min_deferral_seconds()

@@ -170,7 +170,7 @@ class WaveSpeedPredictionSensor(BaseSensorOperator, CancelsOnKill):
                 try:
                     event = self._wait_in_worker(trigger, prediction)
                 finally:
-                    self._wait_ends()
+                    self._nothing_left_to_stop()
                 return self.execute_complete(context, event)
             self.log.info("Prediction %s is %s; deferring to the triggerer", prediction_id, prediction.status)
             trigger.not_before = self.clock() + min_deferral_seconds()
