@@ -14,7 +14,9 @@ from airflow_provider_wavespeed.api.errors import WaveSpeedError, WaveSpeedInput
 from airflow_provider_wavespeed.api.protocol import check_model_id
 from airflow_provider_wavespeed.costs import most_expensive, priced_inputs
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from airflow_provider_wavespeed.operators.recording import push_record, recording_failures
 from airflow_provider_wavespeed.parameters import check_count, check_usd
+from airflow_provider_wavespeed.task_record import new_record
 from airflow_provider_wavespeed.task_results import final_error
 
 #: WaveSpeedBudgetOperator: the quote of every item, in batch order, and their total (USD).
@@ -74,6 +76,10 @@ class WaveSpeedBudgetOperator(BaseOperator):
         return WaveSpeedHook(self.wavespeed_conn_id)
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        with recording_failures(context, "budget"):
+            return self._gate(context)
+
+    def _gate(self, context: Context) -> list[dict[str, Any]]:
         try:
             model = check_model_id(self.model)
         except WaveSpeedError as exc:
@@ -89,6 +95,10 @@ class WaveSpeedBudgetOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key=BATCH_QUOTES_XCOM_KEY, value=quotes)
         ti.xcom_push(key=BATCH_TOTAL_XCOM_KEY, value=total)
+        push_record(
+            context,
+            new_record("budget", model=model, budget_total_usd=total, budget_max_usd=limit, budget_items=len(items)),
+        )
         if total > limit:
             listed = "; ".join(f"item {i}: {quotes[i]:.4f} USD {_short(items[i])}" for i in most_expensive(quotes))
             raise AirflowFailException(

@@ -35,6 +35,8 @@ from airflow_provider_wavespeed.costs import priced_inputs
 from airflow_provider_wavespeed.deferral import min_deferral_seconds
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
 from airflow_provider_wavespeed.media import comparable_inputs
+from airflow_provider_wavespeed.operators.recording import push_record
+from airflow_provider_wavespeed.task_record import Role, new_record, prediction_fields
 from airflow_provider_wavespeed.task_results import final_error
 
 #: The prediction id a task submitted or adopted, pushed at once: sibling tasks resolving a lost reply skip it.
@@ -157,6 +159,8 @@ class SubmitsOnce(BaseOperator, CancelsOnKill):
     deferrable: bool
     cost_usd: float | None
     _rate_limited: dict[str, Any]
+    #: What the task is, in its ``wavespeed_record`` (the UI plugin's view of it).
+    record_role: Role = "submit"
     #: How the driver waits (tests of the driver pass their own).
     sleep: Callable[[float], None] = staticmethod(time.sleep)
     if TYPE_CHECKING:
@@ -317,3 +321,15 @@ class SubmitsOnce(BaseOperator, CancelsOnKill):
         ti.xcom_push(key=CLAIM_XCOM_KEY, value=prediction.id)
         ti.xcom_push(key=LINK_XCOM_KEY, value=prediction_console_url(prediction.model or self.model, prediction.id))
         ti.xcom_push(key=COST_XCOM_KEY, value=self.cost_usd)
+        push_record(context, new_record(self.record_role, **self.submit_fields(prediction)))
+
+    def submit_fields(self, prediction: Prediction) -> dict[str, Any]:
+        """The record's fields this task knows as the one that submitted (or adopted) ``prediction``."""
+        fields = prediction_fields(prediction)
+        fields.setdefault("model", self.model)
+        fields.setdefault("status", "submitted")
+        return {
+            **fields,
+            "cost_usd": self.cost_usd,
+            "console_url": prediction_console_url(prediction.model or self.model, prediction.id),
+        }

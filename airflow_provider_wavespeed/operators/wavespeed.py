@@ -25,6 +25,7 @@ from airflow_provider_wavespeed.operators.budget import (
     BATCH_TOTAL_XCOM_KEY,
     WaveSpeedBudgetOperator,
 )
+from airflow_provider_wavespeed.operators.recording import push_record, recording_failures
 from airflow_provider_wavespeed.operators.submit_driver import (
     CLAIM_XCOM_KEY,
     COST_XCOM_KEY,
@@ -41,6 +42,7 @@ from airflow_provider_wavespeed.parameters import (
     check_seconds,
     check_usd,
 )
+from airflow_provider_wavespeed.task_record import Role, new_record, prediction_fields
 from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
     completed_result,
@@ -164,7 +166,8 @@ class WaveSpeedSubmitOperator(SubmitsOnce):
         return model, dict(self.inputs)
 
     def execute(self, context: Context) -> str:
-        return self.submit_or_reuse(context).id
+        with recording_failures(context, self.record_role):
+            return self.submit_or_reuse(context).id
 
 
 class _StoresOutputs:
@@ -172,6 +175,7 @@ class _StoresOutputs:
 
     task_id: str
     log: Any
+    record_role: Role
     if TYPE_CHECKING:
 
         @property
@@ -209,12 +213,23 @@ class _StoresOutputs:
             raise final_error(exc, self.task_id) from None
         return destination
 
+    def _recorded_prediction(self, prediction: Prediction) -> dict[str, Any]:
+        fields = prediction_fields(prediction)
+        if prediction.id and prediction.model:
+            fields["console_url"] = prediction_console_url(prediction.model, prediction.id)
+        return fields
+
     def _store(self, context: Context, prediction: Prediction, destination: Destination) -> list[str]:
         if not prediction.is_terminal:
             raise AirflowFailException(
                 f"{self.task_id}: prediction {prediction.id} is still {prediction.status}; "
                 "wait for it with WaveSpeedPredictionSensor before downloading"
             )
+        record = new_record(
+            self.record_role, **self._recorded_prediction(prediction), destination_conn_id=self.destination_conn_id
+        )
+        if not prediction.succeeded:
+            push_record(context, record)  # the failure is added by recording_failures, in the task's words
         completed_result(prediction, self.nsfw_policy, self.log)
         skip = frozenset(flagged_outputs(prediction)) if self.nsfw_policy == "skip" else frozenset()
         if not prediction.outputs:
@@ -231,6 +246,8 @@ class _StoresOutputs:
         except WaveSpeedError as exc:
             raise final_error(exc, self.task_id) from None
         self.log.info("Stored %d output(s) of %s in %s", len(stored), prediction.id, destination)
+        record["outputs"] = stored
+        push_record(context, record)
         if self.asset_alias:
             emit_output_events(context, self.asset_alias, stored, prediction)
         return stored
@@ -283,13 +300,16 @@ class WaveSpeedDownloadOperator(_StoresOutputs, BaseOperator):
     def hook(self) -> WaveSpeedHook:
         return WaveSpeedHook(self.wavespeed_conn_id)
 
+    record_role: Role = "store"
+
     def execute(self, context: Context) -> list[str]:
-        destination = self._prepared_destination()
-        try:
-            prediction = self.hook.get_prediction(check_prediction_id(self.prediction_id))
-        except WaveSpeedError as exc:
-            raise final_error(exc, self.task_id) from None
-        return self._store(context, prediction, destination)
+        with recording_failures(context, self.record_role, prediction_id=self.prediction_id):
+            destination = self._prepared_destination()
+            try:
+                prediction = self.hook.get_prediction(check_prediction_id(self.prediction_id))
+            except WaveSpeedError as exc:
+                raise final_error(exc, self.task_id) from None
+            return self._store(context, prediction, destination)
 
 
 class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
@@ -345,7 +365,13 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
 
+    record_role: Role = "run"
+
     def execute(self, context: Context) -> Any:
+        with recording_failures(context, self.record_role, model=self.model):
+            return self._submit_and_wait(context)
+
+    def _submit_and_wait(self, context: Context) -> Any:
         self._prepared_destination()
         prediction = self.submit_or_reuse(context)
         if prediction.is_terminal:
@@ -398,14 +424,18 @@ class WaveSpeedRunOperator(_StoresOutputs, WaveSpeedSubmitOperator):
             self._stop_if_killed()
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        self.cost_usd = own_xcom(context, self.task_id, COST_XCOM_KEY)
-        prediction = prediction_from_event(event, self.task_id)
-        if prediction.has_left_out_outputs:  # base64 outputs never ride in the event: fetch them here
-            try:
-                prediction = self.hook.get_prediction(prediction.id)
-            except WaveSpeedError as exc:
-                raise final_error(exc, self.task_id) from None
-        return self._finish(context, prediction)
+        with recording_failures(context, self.record_role, model=self.model):
+            self.cost_usd = own_xcom(context, self.task_id, COST_XCOM_KEY)
+            prediction = prediction_from_event(event, self.task_id)
+            if prediction.has_left_out_outputs:  # base64 outputs never ride in the event: fetch them here
+                try:
+                    prediction = self.hook.get_prediction(prediction.id)
+                except WaveSpeedError as exc:
+                    raise final_error(exc, self.task_id) from None
+            return self._finish(context, prediction)
+
+    def _recorded_prediction(self, prediction: Prediction) -> dict[str, Any]:
+        return self.submit_fields(prediction)
 
     def _finish(self, context: Context, prediction: Prediction) -> dict[str, Any]:
         stored = self._store(context, prediction, self._prepared_destination())

@@ -24,7 +24,9 @@ from airflow_provider_wavespeed.api.waiting import DeadlinePassed, Finished, Sle
 from airflow_provider_wavespeed.cancellation import CancelsOnKill
 from airflow_provider_wavespeed.deferral import DEFER_TIMEOUT_GRACE, default_deferrable, min_deferral_seconds
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from airflow_provider_wavespeed.operators.recording import push_record, recording_failures
 from airflow_provider_wavespeed.parameters import check_nsfw_policy, check_optional_seconds, check_seconds
+from airflow_provider_wavespeed.task_record import new_record, prediction_fields
 from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
     completed_result,
@@ -146,13 +148,13 @@ class WaveSpeedPredictionSensor(BaseSensorOperator, CancelsOnKill):
             raise
 
     def execute(self, context: Context) -> Any:
-        with self._soft_fail():
+        with self._soft_fail(), recording_failures(context, "wait", prediction_id=self.prediction_id):
             prediction_id = self._check_prediction_id()
             if self.reschedule and not self.deferrable:
                 raise AirflowFailException(_no_reschedule(self.task_id))
             prediction = self._get_prediction(prediction_id)
             if prediction.is_terminal:
-                return completed_result(prediction, self.nsfw_policy, self.log)
+                return self._completed(context, prediction)
             trigger = WaveSpeedPredictionTrigger(
                 prediction_id=prediction_id,
                 wavespeed_conn_id=self.wavespeed_conn_id,
@@ -211,4 +213,9 @@ class WaveSpeedPredictionSensor(BaseSensorOperator, CancelsOnKill):
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> Any:
         """Resume after the trigger fired (or the worker's wait ended): validate the event, return the
         completed prediction or fail."""
-        return completed_result(prediction_from_event(event, self.task_id), self.nsfw_policy, self.log)
+        with recording_failures(context, "wait", prediction_id=self.prediction_id):
+            return self._completed(context, prediction_from_event(event, self.task_id))
+
+    def _completed(self, context: Context, prediction: Prediction) -> Any:
+        push_record(context, new_record("wait", **prediction_fields(prediction)))
+        return completed_result(prediction, self.nsfw_policy, self.log)
