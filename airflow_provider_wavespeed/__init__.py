@@ -1,3 +1,3 @@
 """Apache Airflow provider for the WaveSpeedAI inference API."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

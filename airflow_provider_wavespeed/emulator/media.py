@@ -4,8 +4,9 @@ The bytes are a pure function of ``(prediction_id, index, size, kind)``. They ar
 fly in ~1 MiB slices of a pre-built window (a 64 KiB seeded block repeated), so serving a 1 GiB
 output costs no memory beyond that window and no disk at all.
 
-* ``mp4``: an ``ftyp`` box (brand ``isom``) and one ``mdat`` box holding the padding, so ``file``
-  reports "ISO Media, MP4 Base Media".
+* ``mp4``: a real, playable 2 s H.264 clip (``ftyp`` + ``moov`` + ``mdat``, faststart; see
+  ``sample_video``) followed by one top-level ``free`` box holding the padding, which players skip,
+  so browsers can play, seek (Range requests) and show a frame of any size of output.
 * ``png``: signature, ``IHDR`` and ``IDAT`` of a real 8x8 RGB image, the padding inside private
   ancillary ``wsPd`` chunk(s), then ``IEND``. Every CRC is valid; the padding chunk's CRC is computed
   arithmetically (CRC-32 combination), so even a huge PNG is laid out in microseconds.
@@ -22,6 +23,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
+
+from airflow_provider_wavespeed.emulator.sample_video import SAMPLE_MP4
 
 OutputKind = Literal["mp4", "png", "wav"]
 
@@ -146,15 +149,13 @@ def _seed_block(prediction_id: str, index: int) -> bytes:
 
 
 def _mp4_segments(size: int) -> tuple[int, tuple[_Segment, ...]]:
-    ftyp_payload = b"isom" + struct.pack(">I", 0x200) + b"isomiso2avc1mp41"
-    ftyp = struct.pack(">I", 8 + len(ftyp_payload)) + b"ftyp" + ftyp_payload
-    size = max(size, len(ftyp) + 8)
-    remaining = size - len(ftyp)
+    size = max(size, len(SAMPLE_MP4) + 8)
+    remaining = size - len(SAMPLE_MP4)
     if remaining <= 0xFFFFFFFF:
-        mdat = struct.pack(">I", remaining) + b"mdat"
-    else:
-        mdat = struct.pack(">I", 1) + b"mdat" + struct.pack(">Q", remaining)
-    return size, (ftyp + mdat, _Pad(remaining - len(mdat)))
+        free = struct.pack(">I", remaining) + b"free"
+    else:  # 64-bit "largesize" box header
+        free = struct.pack(">I", 1) + b"free" + struct.pack(">Q", remaining)
+    return size, (SAMPLE_MP4 + free, _Pad(remaining - len(free)))
 
 
 def _png_chunk(chunk_type: bytes, data: bytes) -> bytes:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_wavespeed.task_record import RECORD_XCOM_KEY, RECORD_VERSION
+from airflow_provider_wavespeed.task_record import RECORD_VERSION, RECORD_XCOM_KEY
 from tests.support import AVATAR, AVATAR_INPUTS, FLUX, LONG_KEY, dag_file, db_cells_containing, task_states
 
 pytestmark = pytest.mark.usefixtures("emulator", "fast_retries")
