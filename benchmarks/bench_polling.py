@@ -28,8 +28,14 @@ Goals (issue 13, part 2), judged on the mean over the 30, 60 and 120 s jobs:
 * hint 2x long / 2x short: no worse than blind: polls <= blind's, delay <= max(blind's, 25 %);
 * never a sleep under the API's guidance (2 s images, 5 s video) without ``poll_interval``.
 
-    .venv/bin/python benchmarks/bench_polling.py            # about 1 min
-    .venv/bin/python benchmarks/bench_polling.py --quick    # scale 1/200, about 15 s
+Then the coalesced-polling simulation of issue 23 (``coalesced_sim.py``: per-id polling on the real
+``PollSchedule`` vs one coordinator sweeping the history, 100 / 1,000 / 5,000 waits, other traffic
+on the account; pure Python, seconds): a parameter sweep, the chosen design per workload, the
+break-even number of waits, and its goal check.
+
+    .venv/bin/python benchmarks/bench_polling.py                    # about 1 min
+    .venv/bin/python benchmarks/bench_polling.py --quick            # scale 1/200, about 15 s
+    .venv/bin/python benchmarks/bench_polling.py --coalesced-only   # the simulation alone, ~20 s
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import _common as common
+import coalesced_sim
 
 JOBS = (5.0, 30.0, 60.0, 120.0, 600.0)
 GOAL_JOBS = (30.0, 60.0, 120.0)
@@ -470,6 +477,33 @@ def cap_table(trials: int, seed: int) -> list[list[Any]]:
     return rows
 
 
+def print_coalesced(quick: bool, seed: int) -> None:
+    """Issue 23: per-id polling vs one coordinator sweeping the history (simulated clock, no HTTP)."""
+    best = coalesced_sim.RECOMMENDED
+    common.print_table(
+        "Coalesced polling: parameter sweep, 1,000 concurrent 60-120 s video jobs, other traffic 1:1 "
+        f"(simulated, seed {seed}; best goal margin first)",
+        coalesced_sim.SWEEP_HEADERS,
+        coalesced_sim.sweep_rows(quick, seed),
+    )
+    other_lanes = coalesced_sim.Coalesced(best.sweep, best.audit, best.margin, best.fallback, 1)
+    common.print_table(
+        f"Coalesced polling: per workload, recommended {best.label} (and P=1)",
+        coalesced_sim.WORKLOAD_HEADERS,
+        coalesced_sim.workload_rows([best, other_lanes], quick, seed),
+    )
+    common.print_table(
+        f"Coalesced polling: break-even number of waits, 60-120 s video jobs, {best.label}",
+        coalesced_sim.BREAK_EVEN_HEADERS,
+        coalesced_sim.break_even_rows(best, quick, seed),
+    )
+    common.print_table(
+        f"Coalesced polling: goal check (issue 23), 1,000 x 60-120 s, {best.label}",
+        coalesced_sim.GOAL_HEADERS,
+        coalesced_sim.goal_rows(best, seed),
+    )
+
+
 # -- main -------------------------------------------------------------------------------------------
 
 
@@ -482,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13, help="random seed of the schedule-only simulation")
     parser.add_argument("--stagger", type=float, help="real seconds the submits are spread over (default 10)")
     parser.add_argument("--no-live", action="store_true", help="the schedule math only (no emulator)")
+    parser.add_argument("--coalesced-only", action="store_true", help="only the coalesced-polling simulation")
     args = parser.parse_args(argv)
     scale = args.scale or (200.0 if args.quick else 20.0)
     samples = args.samples or (1 if args.quick else 8)
@@ -491,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
     # No per-status info lines from the triggers (set before Airflow is imported).
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     common.print_machine()
+    if args.coalesced_only:
+        print_coalesced(args.quick, args.seed)
+        return 0
     sim = simulate_records(trials, args.seed)
     if args.no_live:
         live = sim
@@ -525,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         ["goal", "target", "live", "verdict (live)", "schedule math", "verdict (sim)"],
         goals_table(live, sim),
     )
+    print_coalesced(args.quick, args.seed)
     return 0
 
 

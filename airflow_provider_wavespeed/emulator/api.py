@@ -33,6 +33,7 @@ from airflow_provider_wavespeed.emulator.state import (
     MEDIA_FAILURE_CODE,
     STATUSES,
     HistoryQuery,
+    OtherTraffic,
     PredictionRecord,
     UploadRecord,
     parse_timestamp,
@@ -259,6 +260,22 @@ def _time_field(body: dict[str, Any], name: str) -> int | None:
         raise BadRequest(f"Invalid parameter '{name}': must be an ISO 8601 timestamp") from None
 
 
+def other_traffic(ctx: AppContext) -> OtherTraffic | None:
+    """The other pipelines on the account, as the ``background_*`` switches describe them (None: none)."""
+    config = ctx.config
+    if config.background_traffic_per_minute <= 0:
+        return None
+    names = config.background_models or sorted(ctx.catalogue)
+    models = tuple((name, ctx.catalogue[name].output_kind if name in ctx.catalogue else "png") for name in names)
+    return OtherTraffic(
+        per_minute=config.background_traffic_per_minute,
+        run_seconds=config.background_run_seconds,
+        queue_seconds=config.queue_seconds,
+        backfill_seconds=config.background_backfill_seconds,
+        models=models,
+    )
+
+
 def history(ctx: AppContext, request: Request) -> Response:
     try:
         body = parse_json_object(request)
@@ -274,6 +291,7 @@ def history(ctx: AppContext, request: Request) -> Response:
             raise BadRequest(f"Invalid parameter 'status': must be one of {', '.join(STATUSES)}")
     except BadRequest as exc:
         return error(400, str(exc))
+    ctx.state.add_other_traffic(other_traffic(ctx))
     total, records = ctx.state.history(query, hold=ctx.config.hold_predictions)
     with_input = ctx.config.history_includes_input
     return ok(

@@ -60,6 +60,16 @@ class EmulatorConfig:
     lose_submit_reply_every_nth: int = 0
     #: History items carry the submitted ``input`` (the docs' history examples do not; webhooks do).
     history_includes_input: bool = False
+    #: Other pipelines on the same account: predictions created per emulated minute (0 = none). Nobody
+    #: polls them, but the history lists them among ours (``state.OtherTraffic``, ``BACKGROUND_MIX``:
+    #: 3 % failed, 1 % timeout, 1 % cancelled, 1 % deleted, the rest completed).
+    background_traffic_per_minute: float = 0.0
+    #: Seconds each of them runs (after ``queue_seconds``).
+    background_run_seconds: float = 30.0
+    #: When the traffic is switched on, it also "was there" this many seconds before (older history pages).
+    background_backfill_seconds: float = 0.0
+    #: Their models, in turn; empty: every model of the catalogue in turn (ours included: the hard case).
+    background_models: list[str] = field(default_factory=list)
     #: While true no prediction gets past ``processing``: a test holds a state until it has seen it,
     #: then sets this back to false and every held prediction moves on by its own clock.
     hold_predictions: bool = False
@@ -130,6 +140,9 @@ _FLOAT_FIELDS = {
     "submit_window_seconds",
     "webhook_retry_seconds",
     "webhook_timeout_seconds",
+    "background_traffic_per_minute",
+    "background_run_seconds",
+    "background_backfill_seconds",
 }
 _COUNT_FIELDS = {
     "output_size",
@@ -196,6 +209,10 @@ def _coerce(name: str, value: object) -> object:
     if name == "next_outcomes":
         if not isinstance(value, list) or not all(isinstance(v, str) and v in OUTCOMES for v in value):
             raise ConfigError(f"Invalid switch 'next_outcomes': must be a list of {', '.join(OUTCOMES)}")
+        return list(value)
+    if name == "background_models":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError("Invalid switch 'background_models': must be a list of model ids")
         return list(value)
     if name in ("model_run_seconds", "model_output_size"):
         check = _is_number if name == "model_run_seconds" else _is_int

@@ -23,6 +23,10 @@ TERMINAL_FAILURES = ("failed", "cancelled", "timeout")
 STATUSES = ("created", "processing", "completed", "failed", "cancelled", "timeout", "deleted")
 HISTORY_WINDOW_NS = 7 * 24 * 3600 * 1_000_000_000
 MAX_PAGE_SIZE = 100
+#: Other traffic on the account: of every 100 predictions, how many end each way (the rest complete).
+BACKGROUND_MIX: tuple[tuple[str, int], ...] = (("failed", 3), ("timeout", 1), ("cancelled", 1), ("deleted", 1))
+#: At most this many other-traffic predictions are made per catch-up (older ones are skipped).
+MAX_BACKGROUND_BATCH = 200_000
 EXTENSIONS = {"mp4": "mp4", "png": "png", "wav": "wav"}
 
 #: outcome -> (business code, error text) reported once the prediction is terminal.
@@ -188,6 +192,30 @@ class HistoryQuery:
     created_before_ns: int | None = None
 
 
+@dataclass(frozen=True)
+class OtherTraffic:
+    """Predictions of other pipelines on the same account: created every ``60 / per_minute`` emulated
+    seconds (the first ``backfill_seconds`` before the traffic was switched on), each running
+    ``run_seconds`` on the models of ``models`` in turn, ending as ``BACKGROUND_MIX`` says."""
+
+    per_minute: float
+    run_seconds: float
+    queue_seconds: float
+    backfill_seconds: float
+    #: (model id, output kind) in turn.
+    models: tuple[tuple[str, str], ...]
+
+
+def background_outcome(index: int) -> str:
+    """The outcome of the ``index``-th other-traffic prediction (a fixed, spread-out mix)."""
+    slot = (index * 37) % 100  # 37 is coprime with 100: every outcome appears, spread out
+    for outcome, share in BACKGROUND_MIX:
+        if slot < share:
+            return outcome
+        slot -= share
+    return "completed"
+
+
 @dataclass
 class EmulatorState:
     """All mutable emulator data except the switches and the counters."""
@@ -203,6 +231,10 @@ class EmulatorState:
     _nth_count: int = 0
     _nth_submit_setting: int = 0
     _nth_submit_count: int = 0
+    #: Other traffic made so far: its settings, when the n-th would be created (n = 0 at origin), next n.
+    _traffic: OtherTraffic | None = None
+    _traffic_origin: float = 0.0
+    _traffic_next: int = 0
 
     def now(self) -> float:
         return self.clock()
@@ -235,9 +267,7 @@ class EmulatorState:
         base64_output: bool = False,
         price: float = 0.0,
     ) -> PredictionRecord:
-        prediction_id = secrets.token_hex(16)
-        while prediction_id in self.predictions:  # pragma: no cover - 128-bit collision
-            prediction_id = secrets.token_hex(16)
+        prediction_id = self._new_id()
         if error is not None:  # an explicit error (e.g. an undownloadable media input) wins
             outcome = "failed"
         elif outcome in FAILURE_DETAILS:
@@ -275,9 +305,13 @@ class EmulatorState:
         return self.predictions.get(prediction_id)
 
     def history(self, query: HistoryQuery, *, hold: bool = False) -> tuple[int, list[PredictionRecord]]:
-        """(total matching, records of the requested page), most recent first.
+        """(total matching, records of the requested page), most recent first (ties: creation order).
 
-        Deleted predictions are left out unless ``status == "deleted"`` is asked for explicitly.
+        Only predictions created in the 7 days before the emulator's wall clock; ``status`` matches the
+        status exactly (so ``completed`` / ``failed`` / ``processing`` never list a queued ``created``,
+        a ``cancelled`` or a ``timeout`` one). Deleted predictions are left out unless
+        ``status == "deleted"`` is asked for explicitly (an emulator extension, like the other
+        undocumented status values).
         """
         now = self.clock()
         oldest = self.wall_clock_ns() - HISTORY_WINDOW_NS
@@ -300,6 +334,82 @@ class EmulatorState:
         matching.sort(key=lambda r: (r.created_ns, r.created_monotonic, r.seq), reverse=True)
         start = (query.page - 1) * query.page_size
         return len(matching), matching[start : start + query.page_size]
+
+    def add_other_traffic(self, traffic: OtherTraffic | None) -> int:
+        """Create the other traffic due by now (lazily: statuses follow the clock, so a prediction made
+        late with its scheduled times is the same as one made on time). ``None`` or a rate of 0 stops
+        it; changed settings go on from the last one made. Returns how many were made."""
+        now = self.clock()
+        if traffic is None or traffic.per_minute <= 0 or not traffic.models:
+            self._traffic = None
+            return 0
+        step = 60.0 / traffic.per_minute
+        if self._traffic is None:
+            self._traffic_origin, self._traffic_next = now - traffic.backfill_seconds, 0
+        elif self._traffic != traffic:
+            last = self._traffic_origin + (self._traffic_next - 1) * 60.0 / self._traffic.per_minute
+            self._traffic_origin, self._traffic_next = last, 1
+        self._traffic = traffic
+        due = int((now - self._traffic_origin) / step) + 1  # indexes 0 .. due-1 are at or before now
+        oldest = now - HISTORY_WINDOW_NS / 1e9
+        first = max(self._traffic_next, due - MAX_BACKGROUND_BATCH, int((oldest - self._traffic_origin) / step))
+        for index in range(first, due):
+            model, kind = traffic.models[index % len(traffic.models)]
+            at = self._traffic_origin + index * step
+            self.add_other_prediction(
+                model, at, traffic.run_seconds, background_outcome(index), kind, traffic.queue_seconds
+            )
+        made = max(0, due - first)
+        self._traffic_next = max(self._traffic_next, due)
+        return made
+
+    def add_other_prediction(
+        self,
+        model: str,
+        at: float,
+        run_seconds: float,
+        outcome: str = "completed",
+        output_kind: str = "png",
+        queue_seconds: float = 0.0,
+    ) -> PredictionRecord:
+        """A prediction of someone else on the account, created at ``at`` (the emulator's monotonic
+        clock; the past is fine). ``outcome`` ``deleted``: someone deleted it (absent from history).
+        Never held by ``hold_predictions``; it starts at once and its run counts against
+        ``max_concurrency`` like any prediction on the account."""
+        now = self.clock()
+        created_ns = self.wall_clock_ns() - round((now - at) * 1_000_000_000)
+        deleted = outcome == "deleted"
+        outcome = "completed" if deleted else outcome
+        code, message = FAILURE_DETAILS.get(outcome, (0, ""))
+        record = PredictionRecord(
+            id=self._new_id(),
+            model=model,
+            inputs={"prompt": "another pipeline on this account"},
+            created_ns=created_ns,
+            created_monotonic=at,
+            queue_seconds=queue_seconds,
+            run_seconds=run_seconds,
+            outcome=outcome,
+            output_kind=output_kind,
+            output_count=1,
+            output_size=output_file_size(0, output_kind),
+            error_code=code,
+            error_message=message,
+            released=True,
+            started_monotonic=at + queue_seconds,
+            deleted=deleted,
+            deleted_monotonic=at + queue_seconds + run_seconds if deleted else None,
+        )
+        self._seq += 1
+        record.seq = self._seq
+        self.predictions[record.id] = record
+        return record
+
+    def _new_id(self) -> str:
+        prediction_id = secrets.token_hex(16)
+        while prediction_id in self.predictions:  # pragma: no cover - 128-bit collision
+            prediction_id = secrets.token_hex(16)
+        return prediction_id
 
     def delete(self, ids: list[str]) -> int:
         """Mark predictions deleted; unknown or already deleted ids are ignored. Returns the count."""
@@ -355,4 +465,5 @@ class EmulatorState:
         self._queued.clear()
         self._nth_setting = self._nth_count = 0
         self._nth_submit_setting = self._nth_submit_count = 0
+        self._traffic, self._traffic_next = None, 0
         return sorted(set(paths))
