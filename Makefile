@@ -38,7 +38,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check airflow_provider_wavespeed tests example_dags benchmarks scripts
 	$(VENV)/bin/mypy airflow_provider_wavespeed
 
-# PostgreSQL and Redis servers for tests/cluster (idempotent: installs only what is missing).
+# PostgreSQL and Redis servers for tests/cluster, Chromium and chromedriver for the real-browser UI test
+# (idempotent: installs only what is missing).
 test-services:
 	scripts/install-test-services.sh
 
@@ -57,12 +58,13 @@ test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) -m "not e2e and not cluster" tests/unit tests/integration $(PYTEST_ARGS)
 
 # Unit + integration on the lowest supported Airflow, plus the e2e tests that prove 3.1's history path and
-# the deployment shapes (generated airflow.cfg, environment only, the container layout) and cancel on kill there.
-pytest-airflow-3.1: $(VENV_31)/.installed
+# the deployment shapes (generated airflow.cfg, environment only, the container layout), cancel on kill and the
+# UI plugin's tabs in a real browser there.
+pytest-airflow-3.1: $(VENV_31)/.installed test-services
 	$(VENV_31)/bin/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) tests/unit tests/integration \
 		$(PYTEST_ARGS); $(PYTEST_OK)
 	$(VENV_31)/bin/python -m pytest -p no:cacheprovider tests/e2e/test_lost_submit_replies_in_a_batch.py \
-		tests/e2e/test_deployment_shapes.py tests/e2e/test_cancel_on_kill.py \
+		tests/e2e/test_deployment_shapes.py tests/e2e/test_cancel_on_kill.py tests/e2e/test_ui_browser.py \
 		$(PYTEST_ARGS); $(PYTEST_OK)
 
 # The package as a user gets it: build the sdist and the wheel (into a temporary folder), twine check both,

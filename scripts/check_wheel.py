@@ -55,6 +55,10 @@ class CheckError(Exception):
     pass
 
 
+#: What the UI plugin's pages load: they must ship in the wheel (no CDN).
+UI_FILES = ("run.html", "spend.html", "wavespeed.css", "vendor/chart.umd.min.js", "vendor/chart.js.LICENSE.txt")
+
+
 def log(message: str) -> None:
     print(f"[check_wheel] {message}", flush=True)
 
@@ -112,8 +116,16 @@ def check_wheel_contents(wheel: Path, version: str) -> None:
         problems.append(f"h11 is not a declared requirement: {requires}")
     if f"Version: {version}\n" not in metadata:
         problems.append(f"METADATA does not say Version: {version}")
-    if "[apache_airflow_provider]" not in entry_points or "wavespeed-emulator" not in entry_points:
+    if (
+        "[apache_airflow_provider]" not in entry_points
+        or "wavespeed-emulator" not in entry_points
+        or "[airflow.plugins]" not in entry_points
+    ):
         problems.append(f"entry points incomplete:\n{entry_points}")
+    pages = [f"{PACKAGE}/ui/static/{name}" for name in UI_FILES]
+    missing_pages = [n for n in pages if n not in names]
+    if missing_pages:
+        problems.append(f"the UI plugin's files are missing (package-data): {missing_pages}")
     if problems:
         raise CheckError(f"{wheel.name}:\n  " + "\n  ".join(problems))
     folders = Counter("/".join(n.split("/")[:2]) if n.count("/") > 1 else n.split("/")[0] for n in names)
@@ -181,6 +193,11 @@ def check_provider(venv: Path, work: Path, env: dict[str, str], version: str) ->
     if len(hooks) != 1 or hooks[0].get("class") != expected or hooks[0].get("package_name") != DISTRIBUTION:
         raise CheckError(f"airflow providers hooks: wavespeed connection type {hooks}, expected hook {expected}")
     log(f"airflow providers get: {DISTRIBUTION} {version}; connection type wavespeed -> {expected}")
+    out = run([airflow, "plugins", "-o", "json"], timeout=180, cwd=work, env=env)
+    plugins = [p for p in json.loads(out) if p.get("name") == "wavespeed"]
+    if len(plugins) != 1 or "/wavespeed" not in json.dumps(plugins[0].get("fastapi_apps")):
+        raise CheckError(f"airflow plugins: the wavespeed UI plugin is not registered with its app: {plugins}")
+    log("airflow plugins: wavespeed (its FastAPI app at /wavespeed, its views)")
 
 
 def read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:

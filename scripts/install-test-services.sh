@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Test-only services for the production-shaped cluster suite (tests/cluster): a PostgreSQL
-# server as the metadata DB (15 on Debian bookworm) and redis-server as the Celery broker.
+# Test-only services and tools: a PostgreSQL server as the metadata DB of the production-shaped
+# cluster suite (tests/cluster; 15 on Debian bookworm), redis-server as its Celery broker, and
+# Debian's chromium + chromium-driver for the real-browser UI test (tests/e2e/test_ui_browser.py:
+# Selenium drives /usr/bin/chromium through /usr/bin/chromedriver, nothing is downloaded at test time).
 # Idempotent: installs only what is missing, with apt (needs root, as on CI). Nothing is started
 # or enabled here; the tests start private instances on 127.0.0.1 themselves.
 set -euo pipefail
@@ -13,12 +15,16 @@ have_postgres() {
     return 1
 }
 have_redis() { command -v redis-server >/dev/null 2>&1; }
+have_chromium() { [ -x /usr/bin/chromium ]; }
+have_chromedriver() { [ -x /usr/bin/chromedriver ]; }
 
 missing=()
 have_postgres || missing+=(postgresql)
 have_redis || missing+=(redis-server)
+have_chromium || missing+=(chromium)
+have_chromedriver || missing+=(chromium-driver)
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "install-test-services: postgresql and redis-server already present"
+    echo "install-test-services: postgresql, redis-server, chromium and chromium-driver already present"
     exit 0
 fi
 

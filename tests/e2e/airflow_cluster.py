@@ -807,16 +807,24 @@ class AirflowCluster:
 
     # --------------------------------------------------------------- actions
 
+    def admin_credentials(self, timeout: float = 60.0) -> tuple[str, str]:
+        """``(username, password)`` of SimpleAuthManager's ``admin`` user (``rest_api=True``), e.g. for a
+        browser test that signs in through the real login page. The api-server generates the password at
+        its first start; this waits for that file."""
+        if not self.rest_api:
+            raise AirflowClusterError("start the cluster with rest_api=True to have an admin user")
+        passwords = self.home / "simple_auth_manager_passwords.json.generated"
+        self._poll("the generated admin password", lambda: passwords.exists() or None, time.monotonic() + timeout)
+        return "admin", str(json.loads(passwords.read_text())["admin"])
+
     def rest(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:
         """Call Airflow's REST API (``/api/v2`` + ``path``) as the ``admin`` user, as the UI does for its actions.
         Needs ``rest_api=True``. Returns ``(status, decoded JSON or text)``."""
         if not self.rest_api:
             raise AirflowClusterError("start the cluster with rest_api=True to use its REST API")
         if self._rest_token is None:
-            passwords = self.home / "simple_auth_manager_passwords.json.generated"
-            deadline = time.monotonic() + timeout
-            self._poll("the generated admin password", lambda: passwords.exists() or None, deadline)
-            login = json.dumps({"username": "admin", "password": json.loads(passwords.read_text())["admin"]})
+            username, password = self.admin_credentials(timeout)
+            login = json.dumps({"username": username, "password": password})
             request = urllib.request.Request(
                 f"{self.api_url}/auth/token", data=login.encode(), headers={"Content-Type": "application/json"}
             )
