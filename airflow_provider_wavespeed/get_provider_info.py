@@ -46,6 +46,18 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "False",
                         "default": "True",
                     },
+                    "coalesced_polling": {
+                        "description": (
+                            "Whether the deferred waits of one WaveSpeed account in a triggerer share a few "
+                            "prediction-history requests per cycle instead of each polling its prediction by id. "
+                            "Any wait the history cannot answer in time falls back to polling by id; with fewer "
+                            "than 8 waits every wait polls by id. False: always poll by id."
+                        ),
+                        "version_added": "0.4.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
                     "min_deferral_seconds": {
                         "description": (
                             "The shortest time a WaveSpeed task stays deferred: a trigger holds an earlier event "

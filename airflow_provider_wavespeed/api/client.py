@@ -260,6 +260,14 @@ class AsyncWaveSpeedClient:
         data = await self.call(protocol.get_balance()) or {}
         return float(data.get("balance", 0.0))
 
+    async def history_page(self, **filters: Any) -> tuple[list[Prediction], int | None]:
+        """One page of the prediction history (``protocol.list_predictions`` filters): its items, most recent
+        first, and the ``total`` matching the filters (None when the reply does not say)."""
+        data = await self.call(protocol.list_predictions(**filters)) or {}
+        items = [Prediction.from_api(item) for item in data.get("items") or [] if isinstance(item, dict)]
+        total = data.get("total")
+        return items, total if isinstance(total, int) else None
+
     async def delete_prediction(self, prediction_id: str) -> str:
         """``WaveSpeedClient.delete_prediction``, without blocking the event loop."""
         try:

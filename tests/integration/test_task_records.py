@@ -22,9 +22,7 @@ def records(dag_run: Any) -> dict[tuple[str, int], dict[str, Any]]:
 
     with create_session() as session:
         rows = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, key=RECORD_XCOM_KEY)
-            .all()
+            session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, key=RECORD_XCOM_KEY).all()
         )
         return {(row.task_id, row.map_index): row.value for row in rows}
 
