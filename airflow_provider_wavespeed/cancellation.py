@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from airflow_provider_wavespeed.api.errors import WaveSpeedError
 from airflow_provider_wavespeed.api.retry import RetryPolicy
 from airflow_provider_wavespeed.hooks.wavespeed import WaveSpeedHook
+from airflow_provider_wavespeed.task_record import RECORD_XCOM_KEY, as_record, new_record
 
 log = logging.getLogger(__name__)
 
@@ -154,5 +155,8 @@ class CancelsOnKill:
         )
         try:
             ti.xcom_push(key=CANCELLED_XCOM_KEY, value={"prediction_id": prediction_id, "how": how})
+            earlier = ti.xcom_pull(task_ids=ti.task_id, key=RECORD_XCOM_KEY, map_indexes=ti.map_index)
+            record = as_record(earlier) or new_record(getattr(self, "record_role", "wait"), prediction_id=prediction_id)
+            ti.xcom_push(key=RECORD_XCOM_KEY, value={**record, "status": "deleted", "cancelled": True})
         except Exception:  # the record is a courtesy; the delete happened
             self.log.warning("Could not record the cancellation of %s in XCom", prediction_id)

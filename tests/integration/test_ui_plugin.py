@@ -20,12 +20,12 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.wavespeed_ui_auth import DENIED_DAG, LIMITED_USER
+from tests.integration.wavespeed_ui_auth import AUDITOR_USER, DENIED_DAG, LIMITED_USER
 from tests.support import LONG_KEY, load_dag, write_dag, write_sized_file
 
 OPEN_DAG = "ws_ui_open"
 AUTH_MANAGER = "tests.integration.wavespeed_ui_auth.OneDagDeniedAuthManager"
-PASSWORDS = {"admin": "admin-pw-ui", LIMITED_USER: "limited-pw-ui"}
+PASSWORDS = {"admin": "admin-pw-ui", LIMITED_USER: "limited-pw-ui", AUDITOR_USER: "auditor-pw-ui"}
 VIDEO_SIZE = 700_001  # several streaming chunks, odd on purpose
 #: Object storage no filesystem serves (offline: no network attempt): a recorded output that cannot be read.
 UNREACHABLE_URI = "wavespeed-nofs://no-such-bucket/extra.webp"
@@ -181,7 +181,8 @@ def api(runs: Runs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     passwords.write_text(json.dumps(PASSWORDS))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW__CORE__AUTH_MANAGER", AUTH_MANAGER)
-        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"admin:admin,{LIMITED_USER}:viewer")
+        users = f"admin:admin,{LIMITED_USER}:viewer,{AUDITOR_USER}:viewer"
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", users)
         mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
         mp.setenv("AIRFLOW_CONN_WAVESPEED_DEFAULT", json.dumps({"conn_type": "wavespeed", "password": LONG_KEY}))
         purge_cached_app()
@@ -206,6 +207,11 @@ def admin(api: Any) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def limited(api: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {_token(api, LIMITED_USER)}"}
+
+
+@pytest.fixture(scope="module")
+def auditor(api: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {_token(api, AUDITOR_USER)}"}
 
 
 def _get(api: Any, url: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
@@ -272,9 +278,9 @@ def test_a_user_who_may_not_read_a_dag_gets_403_for_its_runs_and_outputs(
 
 
 def test_spend_leaves_out_the_dags_the_user_may_not_read(
-    api: Any, admin: dict[str, str], limited: dict[str, str]
+    api: Any, auditor: dict[str, str], limited: dict[str, str]
 ) -> None:
-    everything = _get(api, "/wavespeed/api/spend", admin, days=30).json()
+    everything = _get(api, "/wavespeed/api/spend", auditor, days=30).json()
     mine = _get(api, "/wavespeed/api/spend", limited, days=30).json()
     assert {d["dag_id"] for d in everything["top_dags"]} == {OPEN_DAG, DENIED_DAG}
     assert {d["dag_id"] for d in mine["top_dags"]} == {OPEN_DAG}
