@@ -76,8 +76,9 @@ def spend_summary(session: Session, dag_ids: set[str] | None, days: int, now: da
                 XComModel.timestamp,
                 XComModel.value,
             )
+            # No ORDER BY: the sums do not depend on the order, and sorting 10,000 JSON rows was most of the
+            # database's own time on PostgreSQL (benchmarks/bench_ui.py).
             .where(XComModel.key == RECORD_XCOM_KEY, XComModel.timestamp >= window_start)
-            .order_by(XComModel.timestamp)
         )
         in_python = dag_ids is not None and len(dag_ids) > _MAX_SQL_IN
         if dag_ids is not None and not in_python:

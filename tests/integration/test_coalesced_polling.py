@@ -259,3 +259,48 @@ def test_the_config_switch_turns_coalescing_off_for_triggers_that_do_not_choose(
 
     assert all(e is not None and e["status"] == "completed" for e in asyncio.run(main()))
     assert emulator.stats.history_queries == 0
+
+
+def test_the_pages_of_a_long_sweep_are_asked_four_at_a_time_and_every_wait_still_gets_its_own_prediction(
+    emulator, raw_api
+):
+    emulator.configure(hold_predictions=True)
+    for _ in range(OTHERS):
+        raw_submit(raw_api)
+    ids = submit_batch(raw_api)
+    in_flight, most = 0, 0
+
+    async def main() -> list[dict[str, Any] | None]:
+        client = await WaveSpeedHook().get_async_conn()
+        real_page = client.history_page
+
+        async def counted(**filters: Any) -> Any:  # the real request, with how many are under way at once
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            try:
+                return await real_page(**filters)
+            finally:
+                in_flight -= 1
+
+        client.history_page = counted  # type: ignore[method-assign]
+        plan = HistorySweepPlan(cycle_seconds=0.1, audit_seconds=0.3, stale_seconds=5.0, margin=30.0, min_waits=3)
+        plan.page_size = 10  # 150 predictions in the window: 15 pages a query
+        coordinator = HistoryCoordinator(client, plan, page_lanes=4)
+        use_coordinator(coordinator)
+        tasks = [asyncio.create_task(first_event(make_trigger(pid, None), BOUND)) for pid in ids]
+        await until(lambda: coordinator.counters.pages >= 30, "two long sweeps")
+        emulator.configure(hold_predictions=False)
+        return list(await asyncio.gather(*tasks))
+
+    try:
+        events = asyncio.run(main())
+    finally:
+        emulator.configure(hold_predictions=False)
+
+    assert [e["prediction_id"] if e else None for e in events] == ids
+    assert all(
+        e is not None and e["status"] == "completed" and e["prediction"]["id"] == e["prediction_id"] for e in events
+    )
+    assert 2 <= most <= 4 + 1  # four pages ahead plus the one the plan is taking
+    assert emulator.stats.result_polls <= 2 * WAITS  # answered from the sweeps, not by id
