@@ -182,6 +182,7 @@ async def _run_live(
             model=model,
             deadline=wall + 10 * job / scale + 60,
             expected_runtime=None if factor is None else factor * job / scale,
+            coalesce=False,  # the per-id schedule is what this measures; coalesced: bench_coalesced.py
         )
 
         async def sleep(seconds: float) -> None:

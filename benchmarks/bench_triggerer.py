@@ -173,7 +173,7 @@ async def _worker_main(cfg: dict[str, Any]) -> dict[str, Any]:
             _drive(
                 _recreate(
                     WaveSpeedPredictionTrigger(
-                        pid, poll_interval=interval, max_poll_interval=interval, model=common.AVATAR
+                        pid, poll_interval=interval, max_poll_interval=interval, model=common.AVATAR, coalesce=False
                     )
                 )
             )
@@ -187,7 +187,7 @@ async def _worker_main(cfg: dict[str, Any]) -> dict[str, Any]:
             _drive(
                 _recreate(
                     WaveSpeedPredictionTrigger(
-                        pid, poll_interval=interval, max_poll_interval=interval, model=common.AVATAR
+                        pid, poll_interval=interval, max_poll_interval=interval, model=common.AVATAR, coalesce=False
                     )
                 )
             )

@@ -158,6 +158,7 @@ def defer_run(session, dag_id, run_id):
             poll_interval=float(poll),
             max_poll_interval=float(poll),
             model=model,
+            coalesce=False,  # this measures the cost of polling by id (coalesced: benchmarks/bench_coalesced.py)
         )
         row = Trigger.from_object(trigger)
         session.add(row)
