@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import mimetypes
 import os
@@ -122,6 +123,7 @@ async def submit(ctx: AppContext, request: Request, model_id: str) -> Response:
         inputs=inputs,
         queue_seconds=config.queue_seconds,
         run_seconds=config.run_seconds_for(spec.model_id),
+        run_seconds_for_id=functools.partial(config.run_seconds_for, spec.model_id),
         outcome=outcome,
         output_kind=spec.output_kind,
         output_count=spec.output_count(inputs),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
+import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ OUTCOMES: tuple[str, ...] = ("completed", "failed", "cancelled", "timeout", "nsf
 def new_webhook_secret() -> str:
     """``whsec_`` + base64 of 32 random bytes, the shape the real API hands out."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def run_seconds_drawn(prediction_id: str, low: float, high: float) -> float:
+    """A run time in ``[low, high]``, uniform over ids and the same every time for one id (its SHA-256)."""
+    fraction = int.from_bytes(hashlib.sha256(prediction_id.encode()).digest()[:8], "big") / 2**64
+    return low + (high - low) * fraction
 
 
 class ConfigError(ValueError):
@@ -41,6 +48,9 @@ class EmulatorConfig:
     run_seconds: float = 1.0
     #: Per-model override of ``run_seconds`` (model id -> seconds).
     model_run_seconds: dict[str, float] = field(default_factory=dict)
+    #: ``[low, high]``: each new prediction runs a time drawn uniformly from this range instead of
+    #: ``run_seconds``, fixed by its id (``run_seconds_drawn``); a ``model_run_seconds`` entry still wins.
+    run_seconds_range: list[float] | None = None
     #: Size in bytes of every output file (clamped up to the smallest valid file of its kind).
     output_size: int = 64 * 1024
     #: Per-model override of ``output_size`` (model id -> bytes).
@@ -113,8 +123,14 @@ class EmulatorConfig:
     #: Real seconds a webhook receiver has to answer one attempt.
     webhook_timeout_seconds: float = 5.0
 
-    def run_seconds_for(self, model_id: str) -> float:
-        return float(self.model_run_seconds.get(model_id, self.run_seconds))
+    def run_seconds_for(self, model_id: str, prediction_id: str = "") -> float:
+        """How long a new prediction of ``model_id`` runs: the model's override, else a time drawn from
+        ``run_seconds_range`` for ``prediction_id``, else ``run_seconds``."""
+        if model_id in self.model_run_seconds:
+            return float(self.model_run_seconds[model_id])
+        if self.run_seconds_range is not None:
+            return run_seconds_drawn(prediction_id, self.run_seconds_range[0], self.run_seconds_range[1])
+        return float(self.run_seconds)
 
     def output_size_for(self, model_id: str) -> int:
         return int(self.model_output_size.get(model_id, self.output_size))
@@ -214,6 +230,17 @@ def _coerce(name: str, value: object) -> object:
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ConfigError("Invalid switch 'background_models': must be a list of model ids")
         return list(value)
+    if name == "run_seconds_range":
+        if value is None:
+            return None
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(_is_number(v) for v in value)
+            or not 0 <= value[0] <= value[1]
+        ):
+            raise ConfigError("Invalid switch 'run_seconds_range': must be null or [low, high] with 0 <= low <= high")
+        return [float(value[0]), float(value[1])]
     if name in ("model_run_seconds", "model_output_size"):
         check = _is_number if name == "model_run_seconds" else _is_int
         if not isinstance(value, dict) or not all(isinstance(k, str) and check(v) and v >= 0 for k, v in value.items()):

@@ -266,8 +266,12 @@ class EmulatorState:
         max_concurrency: int = 0,
         base64_output: bool = False,
         price: float = 0.0,
+        run_seconds_for_id: Callable[[str], float] | None = None,
     ) -> PredictionRecord:
+        """A new prediction; ``run_seconds_for_id`` (when given) picks its run time from its new id."""
         prediction_id = self._new_id()
+        if run_seconds_for_id is not None:
+            run_seconds = run_seconds_for_id(prediction_id)
         if error is not None:  # an explicit error (e.g. an undownloadable media input) wins
             outcome = "failed"
         elif outcome in FAILURE_DETAILS:

@@ -346,3 +346,122 @@ def test_import_benchmark_compares_operator_import_with_http_provider() -> None:
     }
     for row in goals.rows:
         assert_verdict_agrees(row["measured"], row["goal"], row["verdict"], f"import goal {row}")
+
+
+UI_CALLS = (
+    "GET /wavespeed/api/spend?days=30",
+    "GET /wavespeed/api/spend?days=90",
+    "spend_summary(days=30), direct",
+    "floor: one SELECT of the records, no decoding",
+    "REST: list the records (no values), 100/page",
+    "GET /wavespeed/api/runs (50 mapped TIs)",  # --quick: a 50-TI run (200 at full size)
+    "run_view(), direct",
+    "REST: list the run's records (no values)",
+    "REST: one XCom GET per task instance (values)",
+)
+UI_GOALS = (
+    "spend API p95, 30 days",
+    "spend API p95, 90 days",
+    "run tab API p95, 50 mapped TIs",
+    "spend API SQL queries per call",
+    "run tab API SQL queries per call",
+    "spend API / REST listing the records (p50)",
+    "run tab API / REST one GET per TI (p50)",
+)
+
+
+def test_ui_benchmark_reads_back_the_generated_records_and_counts_sql_queries_per_call() -> None:
+    output = run_quick("bench_ui.py")
+    assert_machine_header(output)
+
+    data = table(output, "Data")
+    assert data.headers[:3] == ["database", "WaveSpeed TIs", "other TIs"]
+    assert set(data.keyed("database")) == {("sqlite",)}  # --quick: SQLite only
+    assert_positive_numbers(data, ["WaveSpeed TIs", "other TIs", "DAG runs", "XCom rows", "wavespeed_record"])
+    assert number(data.rows[0]["WaveSpeed TIs"]) >= 1000
+
+    read_back = table(output, "Read back")
+    assert read_back.headers == ["database", "check", "plugin", "generated", "verdict"]
+    assert len(read_back.rows) == 5
+    for row in read_back.rows:  # correctness, not timing: the plugin reads exactly what was generated
+        assert row["verdict"] == "met", row
+
+    scale = table(output, "UI plugin API at scale")
+    assert scale.headers == [
+        "database",
+        "call",
+        "calls",
+        "HTTP requests/call",
+        "p50 ms",
+        "p95 ms",
+        "max ms",
+        "SQL queries/call",
+        "p50 vs baseline (REST)",
+        "response KB",
+    ]
+    by_call = scale.keyed("database", "call")
+    assert set(by_call) == {("sqlite", call) for call in UI_CALLS}
+    assert_positive_numbers(scale, ["calls", "HTTP requests/call", "p50 ms", "p95 ms", "SQL queries/call"])
+    for row in scale.rows:
+        assert re.fullmatch(r"\d+(-\d+)?", row["SQL queries/call"]) and re.fullmatch(
+            r"\d+\.\d+x", row["p50 vs baseline (REST)"]
+        ), row
+    for baseline in ("REST: list the records (no values), 100/page", "REST: one XCom GET per task instance (values)"):
+        assert by_call[("sqlite", baseline)]["p50 vs baseline (REST)"] == "1.00x"
+    assert by_call[("sqlite", "REST: one XCom GET per task instance (values)")]["HTTP requests/call"] == "50"
+
+    goals = table(output, "Goals (UI plugin at scale)")
+    assert goals.headers == ["database", "measure", "measured", "goal", "verdict"]
+    assert set(goals.keyed("database", "measure")) == {("sqlite", m) for m in UI_GOALS}
+    for row in goals.rows:
+        assert_verdict_agrees(row["measured"], row["goal"], row["verdict"], f"UI goal {row}")
+
+
+COALESCED_SCENARIOS = (
+    ("60 at once", "per-id", "1"),
+    ("60 at once", "coalesced", "1"),
+    ("40 on 2 triggerers", "coalesced", "2"),
+)
+COALESCED_GOALS = (
+    ("60 at once", "every wait answered, own id, failed as failed"),
+    ("60 at once", "requests/prediction, coalesced / per-id"),
+    ("60 at once", "mean detection delay, coalesced"),
+    ("60 at once", "p95 detection delay, coalesced"),
+    ("60 at once", "CPU per wait, coalesced"),
+    ("40 on 2 triggerers", "every wait answered, own id, failed as failed (coalesced)"),
+    ("40 on 2 triggerers", "p95 detection delay (coalesced)"),
+)
+
+
+def test_coalesced_benchmark_answers_every_wait_per_id_and_coalesced_and_counts_requests() -> None:
+    output = run_quick("bench_coalesced.py")
+    assert_machine_header(output)
+
+    runs = table(output, "Coalesced polling against the emulator")
+    assert runs.headers[:7] == [
+        "scenario",
+        "mode",
+        "waits",
+        "triggerers",
+        "answered",
+        "wrong/missing",
+        "failed reported/expected",
+    ]
+    by_run = runs.keyed("scenario", "mode", "triggerers")
+    assert set(by_run) == set(COALESCED_SCENARIOS)
+    assert_positive_numbers(runs, ["requests", "requests/prediction", "CPU ms/wait", "peak RSS MB"])
+    for row in runs.rows:  # correctness, not timing: every wait gets its own prediction's event
+        assert row["answered"] == row["waits"] and row["wrong/missing"] == "0", row
+        reported, expected = row["failed reported/expected"].split("/")
+        assert reported == expected, row
+        polls, pages, other = (int(row[c]) for c in ("result polls", "history pages", "other"))
+        assert polls + pages + other == int(row["requests"]), row
+    assert by_run[("60 at once", "per-id", "1")]["history pages"] == "0"  # per-id never reads the history
+    assert by_run[("60 at once", "per-id", "1")]["vs per-id"] == "1.000x"
+    assert number(by_run[("60 at once", "coalesced", "1")]["history pages"]) > 0
+
+    goals = table(output, "Goals (coalesced polling")
+    assert goals.headers == ["scenario", "measure", "measured", "goal", "verdict"]
+    assert set(goals.keyed("scenario", "measure")) == set(COALESCED_GOALS)
+    for row in goals.rows:
+        assert_verdict_agrees(row["measured"], row["goal"], row["verdict"], f"coalesced goal {row}")
