@@ -54,6 +54,18 @@ def prediction_console_url(model: str, prediction_id: str) -> str:
     return CONSOLE_MODEL_URL.format(model=quote(model, safe="/")) + f"?prediction_id={quote(prediction_id)}"
 
 
+def recorded_prediction(prediction: Prediction, model: str = "") -> dict[str, Any]:
+    """The ``wavespeed_record`` fields a prediction tells, with its console link (``model``: when the API's reply
+    names none)."""
+    fields = prediction_fields(prediction)
+    model = prediction.model or model
+    if model:
+        fields.setdefault("model", model)
+        if prediction.id:
+            fields["console_url"] = prediction_console_url(model, prediction.id)
+    return fields
+
+
 def inputs_fingerprint(model: str, inputs: Mapping[str, Any]) -> str:
     blob = json.dumps({"model": model, "inputs": inputs}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -318,18 +330,14 @@ class SubmitsOnce(BaseOperator, CancelsOnKill):
     def _announce(self, context: Context, prediction: Prediction) -> None:
         """Claim the prediction (sibling tasks resolving a lost reply leave it out) and push its console link."""
         ti = context["ti"]
+        fields = self.submit_fields(prediction)
         ti.xcom_push(key=CLAIM_XCOM_KEY, value=prediction.id)
-        ti.xcom_push(key=LINK_XCOM_KEY, value=prediction_console_url(prediction.model or self.model, prediction.id))
+        ti.xcom_push(key=LINK_XCOM_KEY, value=fields["console_url"])
         ti.xcom_push(key=COST_XCOM_KEY, value=self.cost_usd)
-        push_record(context, new_record(self.record_role, **self.submit_fields(prediction)))
+        push_record(context, new_record(self.record_role, **fields))
 
     def submit_fields(self, prediction: Prediction) -> dict[str, Any]:
         """The record's fields this task knows as the one that submitted (or adopted) ``prediction``."""
-        fields = prediction_fields(prediction)
-        fields.setdefault("model", self.model)
+        fields = recorded_prediction(prediction, self.model)
         fields.setdefault("status", "submitted")
-        return {
-            **fields,
-            "cost_usd": self.cost_usd,
-            "console_url": prediction_console_url(prediction.model or self.model, prediction.id),
-        }
+        return {**fields, "cost_usd": self.cost_usd}

@@ -33,6 +33,7 @@ from airflow_provider_wavespeed.operators.submit_driver import (
     SubmitsOnce,
     own_xcom,
     prediction_console_url,
+    recorded_prediction,
 )
 from airflow_provider_wavespeed.output_downloads import store_outputs
 from airflow_provider_wavespeed.parameters import (
@@ -42,7 +43,7 @@ from airflow_provider_wavespeed.parameters import (
     check_seconds,
     check_usd,
 )
-from airflow_provider_wavespeed.task_record import Role, new_record, prediction_fields
+from airflow_provider_wavespeed.task_record import Role, new_record
 from airflow_provider_wavespeed.task_results import (
     AirflowFailException,
     completed_result,
@@ -214,10 +215,7 @@ class _StoresOutputs:
         return destination
 
     def _recorded_prediction(self, prediction: Prediction) -> dict[str, Any]:
-        fields = prediction_fields(prediction)
-        if prediction.id and prediction.model:
-            fields["console_url"] = prediction_console_url(prediction.model, prediction.id)
-        return fields
+        return recorded_prediction(prediction)
 
     def _store(self, context: Context, prediction: Prediction, destination: Destination) -> list[str]:
         if not prediction.is_terminal:

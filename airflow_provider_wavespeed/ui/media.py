@@ -43,16 +43,14 @@ def content_type(name: str) -> str:
     return _CONTENT_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def media_kind(name: str) -> str:
-    """image, video, audio or other: what the run tab renders the output as."""
-    kind = content_type(name).split("/", 1)[0]
-    if kind in ("image", "video", "audio") and not content_type(name).startswith("image/svg"):
-        return kind
-    return "other"
-
-
 def served_inline(ctype: str) -> bool:
     return ctype.startswith(_INLINE_PREFIXES) and not ctype.startswith("image/svg")
+
+
+def media_kind(name: str) -> str:
+    """image, video, audio or other: what the run tab renders the output as (what is served inline)."""
+    ctype = content_type(name)
+    return ctype.split("/", 1)[0] if served_inline(ctype) else "other"
 
 
 # -- Range -------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,6 +27,20 @@ def record_from_xcom(value: Any) -> TaskRecord | None:
     if record is None:
         return None
     return {k: v for k, v in record.items() if k in _RECORD_FIELDS}  # type: ignore[return-value]
+
+
+def quoted_cost(record: Mapping[str, Any]) -> float | None:
+    """The record's quote in USD, or None when it carries none (only the submitting task's does)."""
+    cost = record.get("cost_usd")
+    if isinstance(cost, bool) or not isinstance(cost, int | float):
+        return None
+    return float(cost)
+
+
+def cost_key(record: Mapping[str, Any], ti_key: str) -> str:
+    """What a quote is counted once per: its prediction, else (no id recorded) its task instance."""
+    prediction_id = record.get("prediction_id")
+    return f"p:{prediction_id}" if prediction_id else f"ti:{ti_key}"
 
 
 def run_id_candidates(run_id: str) -> set[str]:

@@ -7,7 +7,7 @@ XCom (a ``@task`` that pushed one, a subclass with another name).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from airflow_provider_wavespeed.task_record import RECORD_XCOM_KEY, TaskRecord
 from airflow_provider_wavespeed.ui.media import media_kind
-from airflow_provider_wavespeed.ui.records import record_from_xcom, run_id_candidates
+from airflow_provider_wavespeed.ui.records import cost_key, quoted_cost, record_from_xcom, run_id_candidates
 
 WAVESPEED_OPERATORS = (
     "WaveSpeedSubmitOperator",
@@ -66,13 +66,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _cost(record: Mapping[str, Any]) -> float | None:
-    cost = record.get("cost_usd")
-    if isinstance(cost, bool) or not isinstance(cost, int | float):
-        return None
-    return float(cost)
-
-
 def quoted_totals(records: Iterable[tuple[str, TaskRecord]]) -> tuple[int, float]:
     """(distinct predictions, quoted cost counted once per prediction) over ``(ti_key, record)`` pairs."""
     predictions: set[str] = set()
@@ -81,9 +74,9 @@ def quoted_totals(records: Iterable[tuple[str, TaskRecord]]) -> tuple[int, float
         prediction_id = record.get("prediction_id")
         if isinstance(prediction_id, str) and prediction_id:
             predictions.add(prediction_id)
-        cost = _cost(record)
+        cost = quoted_cost(record)
         if cost is not None:
-            costed.setdefault(f"p:{prediction_id}" if prediction_id else f"ti:{ti_key}", cost)
+            costed.setdefault(cost_key(record, ti_key), cost)
     return len(predictions), round(sum(costed.values()), 6)
 
 

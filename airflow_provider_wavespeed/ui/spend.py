@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from airflow_provider_wavespeed.task_record import RECORD_XCOM_KEY
-from airflow_provider_wavespeed.ui.records import record_from_xcom
+from airflow_provider_wavespeed.ui.records import cost_key, quoted_cost, record_from_xcom
 
 TOP_N = 10
 #: Above this many DAG ids the filter runs in Python instead of a SQL ``IN`` list (bind parameter limits).
@@ -89,11 +89,10 @@ def spend_summary(session: Session, dag_ids: set[str] | None, days: int, now: da
             record = record_from_xcom(value)
             if record is None:
                 continue
-            cost = record.get("cost_usd")
-            if isinstance(cost, bool) or not isinstance(cost, int | float):
+            usd = quoted_cost(record)
+            if usd is None:
                 continue
-            prediction_id = record.get("prediction_id")
-            identity = f"p:{prediction_id}" if prediction_id else f"ti:{dag_id}/{run_id}/{task_id}/{map_index}"
+            identity = cost_key(record, f"{dag_id}/{run_id}/{task_id}/{map_index}")
             if identity in seen:
                 continue
             day = _record_day(record.get("submitted_at"), timestamp)
@@ -101,7 +100,6 @@ def spend_summary(session: Session, dag_ids: set[str] | None, days: int, now: da
                 continue
             seen.add(identity)
             model = record.get("model") or _UNKNOWN_MODEL
-            usd = float(cost)
             per_day_usd[day] += usd
             per_day_dag[day][dag_id] += usd
             per_day_model[day][model] += usd
